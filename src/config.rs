@@ -1,1 +1,291 @@
-//! todo
+//! Service settings: flags, then `FEEDBRIDGE_*` environment variables, then an optional
+//! `feedbridge.toml`, then defaults, in that order of precedence.
+//!
+//! Clap already merges a flag with its environment variable (the flag wins); this module
+//! fills what both left open from the file, validates, and hands out one `Settings`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use url::Url;
+
+use crate::fetch::FetchSettings;
+use crate::site::parse_duration;
+
+/// A setting that cannot be used; the service refuses to start (exit 2).
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: {message}")]
+    File { path: String, message: String },
+    #[error("setting `{key}` = {value:?}: {message}")]
+    Invalid {
+        key: &'static str,
+        value: String,
+        message: String,
+    },
+}
+
+/// Values as given by flags/environment (clap) or the file; all optional.
+#[derive(Debug, Default, Clone, Deserialize, clap::Args)]
+#[serde(deny_unknown_fields)]
+pub struct RawSettings {
+    /// Address to serve HTTP on [default: 127.0.0.1:8080]
+    #[arg(long, env = "FEEDBRIDGE_LISTEN", value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// Directory of the sled store; created when missing [default: ./data]
+    #[arg(long, env = "FEEDBRIDGE_DATA", value_name = "DIR")]
+    pub data: Option<PathBuf>,
+    /// Directory of selector files, one `<site-id>.toml` each [default: ./selectors]
+    #[arg(long, env = "FEEDBRIDGE_SELECTORS", value_name = "DIR")]
+    pub selectors: Option<PathBuf>,
+    /// Public base URL of this service, for feed self links and OPML (e.g.
+    /// https://feeds.example.org/) [default: taken from each request's Host]
+    #[arg(long, env = "FEEDBRIDGE_BASE_URL", value_name = "URL")]
+    pub base_url: Option<String>,
+    /// User-Agent sent to sites (its first word is the robots.txt name) [default: feedbridge/VERSION (+URL)]
+    #[arg(long, env = "FEEDBRIDGE_USER_AGENT", value_name = "UA")]
+    pub user_agent: Option<String>,
+    /// Sites crawled at the same time [default: 4]
+    #[arg(long, env = "FEEDBRIDGE_CONCURRENCY", value_name = "N")]
+    pub concurrency: Option<usize>,
+    /// Spacing between requests to one host, for sites without `delay` [default: 1s]
+    #[arg(long, env = "FEEDBRIDGE_DELAY", value_name = "DURATION")]
+    pub delay: Option<String>,
+    /// Timeout of one HTTP request [default: 30s]
+    #[arg(long, env = "FEEDBRIDGE_TIMEOUT", value_name = "DURATION")]
+    pub timeout: Option<String>,
+    /// Largest response body read, in bytes [default: 10485760]
+    #[arg(long, env = "FEEDBRIDGE_MAX_BODY", value_name = "BYTES")]
+    pub max_body: Option<u64>,
+    /// Retries on connect errors, 429 and 5xx, with exponential backoff [default: 2]
+    #[arg(long, env = "FEEDBRIDGE_RETRIES", value_name = "N")]
+    pub retries: Option<u32>,
+    /// First retry backoff, doubled each time [default: 2s]
+    #[arg(long, env = "FEEDBRIDGE_RETRY_BASE", value_name = "DURATION")]
+    pub retry_base: Option<String>,
+    /// Log format: human or json [default: human]
+    #[arg(long, env = "FEEDBRIDGE_LOG_FORMAT", value_name = "FORMAT")]
+    pub log_format: Option<String>,
+    /// Concurrent HTTP requests served before answering 503 [default: 512]
+    #[arg(long, env = "FEEDBRIDGE_MAX_CONNECTIONS", value_name = "N")]
+    pub max_connections: Option<usize>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+/// Validated settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub selectors_dir: PathBuf,
+    pub base_url: Option<Url>,
+    pub concurrency: usize,
+    pub default_delay: Duration,
+    pub fetch: FetchSettings,
+    pub log_format: LogFormat,
+    pub max_connections: usize,
+}
+
+impl RawSettings {
+    /// Fills every value the flags and environment left open from `other`.
+    fn or(self, other: RawSettings) -> RawSettings {
+        RawSettings {
+            listen: self.listen.or(other.listen),
+            data: self.data.or(other.data),
+            selectors: self.selectors.or(other.selectors),
+            base_url: self.base_url.or(other.base_url),
+            user_agent: self.user_agent.or(other.user_agent),
+            concurrency: self.concurrency.or(other.concurrency),
+            delay: self.delay.or(other.delay),
+            timeout: self.timeout.or(other.timeout),
+            max_body: self.max_body.or(other.max_body),
+            retries: self.retries.or(other.retries),
+            retry_base: self.retry_base.or(other.retry_base),
+            log_format: self.log_format.or(other.log_format),
+            max_connections: self.max_connections.or(other.max_connections),
+        }
+    }
+}
+
+/// Reads the settings file (`config`, else `./feedbridge.toml` when present).
+pub fn load(flags: RawSettings, config: Option<&Path>) -> Result<Settings, ConfigError> {
+    let default_file = Path::new("feedbridge.toml");
+    let file = match config {
+        Some(p) => Some(p),
+        None if default_file.is_file() => Some(default_file),
+        None => None,
+    };
+    let from_file = match file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|e| ConfigError::File {
+                path: path.display().to_string(),
+                message: e.to_string(),
+            })?;
+            toml::from_str::<RawSettings>(&text).map_err(|e| {
+                let (line, col) = e.span().map_or((1, 1), |s| line_col(&text, s.start));
+                ConfigError::File {
+                    path: format!("{}:{line}:{col}", path.display()),
+                    message: e.message().trim().to_owned(),
+                }
+            })?
+        }
+        None => RawSettings::default(),
+    };
+    resolve(flags.or(from_file))
+}
+
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = text.get(..offset).unwrap_or(text);
+    (
+        before.matches('\n').count() + 1,
+        before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1,
+    )
+}
+
+fn duration(
+    key: &'static str,
+    v: Option<String>,
+    default: Duration,
+) -> Result<Duration, ConfigError> {
+    match v {
+        None => Ok(default),
+        Some(v) => parse_duration(&v).map_err(|message| ConfigError::Invalid {
+            key,
+            value: v,
+            message,
+        }),
+    }
+}
+
+/// Applies defaults and validates.
+pub fn resolve(raw: RawSettings) -> Result<Settings, ConfigError> {
+    let listen_text = raw.listen.unwrap_or_else(|| "127.0.0.1:8080".into());
+    let listen = listen_text.parse().map_err(|_| ConfigError::Invalid {
+        key: "listen",
+        value: listen_text.clone(),
+        message: "expected IP:PORT, e.g. 127.0.0.1:8080 or 0.0.0.0:8080".into(),
+    })?;
+    let base_url = match raw.base_url {
+        None => None,
+        Some(b) => {
+            let mut url = Url::parse(&b)
+                .ok()
+                .filter(|u| matches!(u.scheme(), "http" | "https"))
+                .ok_or_else(|| ConfigError::Invalid {
+                    key: "base_url",
+                    value: b.clone(),
+                    message: "expected an absolute http(s) URL".into(),
+                })?;
+            if !url.path().ends_with('/') {
+                let path = format!("{}/", url.path());
+                url.set_path(&path);
+            }
+            Some(url)
+        }
+    };
+    let concurrency = raw.concurrency.unwrap_or(4);
+    if !(1..=256).contains(&concurrency) {
+        return Err(ConfigError::Invalid {
+            key: "concurrency",
+            value: concurrency.to_string(),
+            message: "must be 1-256".into(),
+        });
+    }
+    let log_format = match raw.log_format.as_deref().unwrap_or("human") {
+        "human" => LogFormat::Human,
+        "json" => LogFormat::Json,
+        other => {
+            return Err(ConfigError::Invalid {
+                key: "log_format",
+                value: other.into(),
+                message: "must be human or json".into(),
+            })
+        }
+    };
+    let defaults = FetchSettings::default();
+    let user_agent = raw.user_agent.unwrap_or(defaults.user_agent);
+    if user_agent.trim().is_empty() || reqwest::header::HeaderValue::from_str(&user_agent).is_err()
+    {
+        return Err(ConfigError::Invalid {
+            key: "user_agent",
+            value: user_agent,
+            message: "must be a non-empty header value".into(),
+        });
+    }
+    let timeout = duration("timeout", raw.timeout, defaults.timeout)?;
+    if timeout.is_zero() {
+        return Err(ConfigError::Invalid {
+            key: "timeout",
+            value: "0s".into(),
+            message: "must be above zero".into(),
+        });
+    }
+    let max_connections = raw.max_connections.unwrap_or(512);
+    if max_connections == 0 {
+        return Err(ConfigError::Invalid {
+            key: "max_connections",
+            value: "0".into(),
+            message: "must be at least 1".into(),
+        });
+    }
+    Ok(Settings {
+        listen,
+        data_dir: raw.data.unwrap_or_else(|| PathBuf::from("data")),
+        selectors_dir: raw.selectors.unwrap_or_else(|| PathBuf::from("selectors")),
+        base_url,
+        concurrency,
+        default_delay: duration("delay", raw.delay, Duration::from_secs(1))?,
+        fetch: FetchSettings {
+            user_agent,
+            timeout,
+            max_body_bytes: raw.max_body.unwrap_or(defaults.max_body_bytes),
+            retries: raw.retries.unwrap_or(defaults.retries),
+            retry_base: duration("retry_base", raw.retry_base, defaults.retry_base)?,
+            ..defaults
+        },
+        log_format,
+        max_connections,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_beat_file_and_defaults_fill_the_rest() {
+        let flags = RawSettings {
+            listen: Some("127.0.0.1:9999".into()),
+            ..Default::default()
+        };
+        let file: RawSettings =
+            toml::from_str("listen = \"0.0.0.0:1\"\nconcurrency = 7\n").unwrap();
+        let s = resolve(flags.or(file)).unwrap();
+        assert_eq!(s.listen.to_string(), "127.0.0.1:9999");
+        assert_eq!(s.concurrency, 7);
+        assert_eq!(s.default_delay, Duration::from_secs(1));
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let e = resolve(RawSettings {
+            listen: Some("localhost".into()),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(e.to_string().contains("`listen`"), "{e}");
+        let e = resolve(RawSettings {
+            log_format: Some("xml".into()),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(e.to_string().contains("human or json"), "{e}");
+    }
+}

@@ -1,1 +1,458 @@
-//! todo
+//! Fetching: one reqwest client (rustls), polite by default.
+//!
+//! Politeness lives here so no caller can forget it: per-host spacing, robots.txt (fetched
+//! once per origin, cached, obeyed for our User-Agent), conditional GETs, retries with
+//! exponential backoff on connect errors, 429 and 5xx honouring `Retry-After`, and hard
+//! bounds on time, redirects and body size (the body is streamed and cut, never buffered
+//! past the cap). `file://` URLs are read from disk for previews and tests.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use reqwest::header::{self, HeaderMap, HeaderValue};
+use reqwest::StatusCode;
+use tokio::sync::Mutex;
+use url::Url;
+
+use crate::model::{Page, Validators};
+
+/// Why a fetch failed. `Blocked` is kept apart from network trouble: it needs an operator
+/// (an in-region deployment, a cookie), not a retry.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum FetchError {
+    #[error("{url}: network error: {detail}")]
+    Network { url: String, detail: String },
+    #[error("{url}: timed out after {secs}s")]
+    Timeout { url: String, secs: u64 },
+    #[error("{url}: too many redirects (more than {limit}), probably a redirect loop")]
+    Redirects { url: String, limit: usize },
+    #[error("{url}: HTTP {status}")]
+    Status { url: String, status: u16 },
+    #[error("{url}: blocked by the site (HTTP {status}); it may need an in-region deployment or a cookie")]
+    Blocked { url: String, status: u16 },
+    #[error("{url}: body is larger than the {limit}-byte cap")]
+    TooLarge { url: String, limit: u64 },
+    #[error("{url}: disallowed by robots.txt for our User-Agent (set robots = false only for your own sites)")]
+    Robots { url: String },
+    #[error("{url}: cannot read file: {detail}")]
+    File { url: String, detail: String },
+    #[error("{url}: unsupported URL scheme")]
+    Scheme { url: String },
+}
+
+impl FetchError {
+    /// A short class for status pages and metrics.
+    pub fn class(&self) -> &'static str {
+        match self {
+            FetchError::Network { .. } | FetchError::Timeout { .. } => "network",
+            FetchError::Redirects { .. } => "redirect-loop",
+            FetchError::Status { .. } => "http-status",
+            FetchError::Blocked { .. } => "blocked",
+            FetchError::TooLarge { .. } => "too-large",
+            FetchError::Robots { .. } => "robots",
+            FetchError::File { .. } | FetchError::Scheme { .. } => "config",
+        }
+    }
+
+    fn retryable(&self) -> bool {
+        matches!(
+            self,
+            FetchError::Network { .. } | FetchError::Timeout { .. }
+        ) || matches!(self, FetchError::Status { status, .. } if *status == 429 || *status >= 500)
+    }
+}
+
+/// The result of a GET: a page, or "not modified" for a conditional GET.
+#[derive(Debug)]
+pub enum FetchOutcome {
+    NotModified,
+    Page { page: Page, validators: Validators },
+}
+
+/// Bounds and manners, from the service settings.
+#[derive(Debug, Clone)]
+pub struct FetchSettings {
+    pub user_agent: String,
+    pub timeout: Duration,
+    pub max_body_bytes: u64,
+    pub max_redirects: usize,
+    /// Attempts after the first on connect errors, 429 and 5xx.
+    pub retries: u32,
+    /// First backoff; doubled each retry.
+    pub retry_base: Duration,
+    /// A `Retry-After` longer than this gives up the run (the next run will try again).
+    pub max_retry_after: Duration,
+}
+
+impl Default for FetchSettings {
+    fn default() -> Self {
+        FetchSettings {
+            user_agent: format!(
+                "feedbridge/{} (+https://github.com/feedbridge/feedbridge)",
+                env!("CARGO_PKG_VERSION")
+            ),
+            timeout: Duration::from_secs(30),
+            max_body_bytes: 10 * 1024 * 1024,
+            max_redirects: 5,
+            retries: 2,
+            retry_base: Duration::from_secs(2),
+            max_retry_after: Duration::from_secs(120),
+        }
+    }
+}
+
+/// How politely to treat one site's hosts.
+#[derive(Debug, Clone, Copy)]
+pub struct Manners {
+    /// Minimum spacing between two requests to the same host.
+    pub delay: Duration,
+    pub robots: bool,
+}
+
+/// A robots.txt verdict cache entry.
+struct Robots {
+    fetched: Instant,
+    rules: Option<texting_robots::Robot>,
+}
+
+/// The shared fetcher: one connection pool, per-host clocks, a robots.txt cache.
+pub struct Fetcher {
+    client: reqwest::Client,
+    settings: FetchSettings,
+    next_slot: Mutex<HashMap<String, Instant>>,
+    robots: Mutex<HashMap<String, Arc<Robots>>>,
+}
+
+const ROBOTS_TTL: Duration = Duration::from_secs(24 * 3600);
+
+impl Fetcher {
+    pub fn new(settings: FetchSettings) -> Result<Self, FetchError> {
+        // reqwest is built without a default crypto provider (ring instead of aws-lc:
+        // a much faster build); without this line Client::build panics.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let client = reqwest::Client::builder()
+            .user_agent(settings.user_agent.clone())
+            .timeout(settings.timeout)
+            .connect_timeout(settings.timeout.min(Duration::from_secs(10)))
+            .redirect(reqwest::redirect::Policy::limited(settings.max_redirects))
+            .pool_max_idle_per_host(4)
+            .build()
+            .map_err(|e| FetchError::Network {
+                url: String::new(),
+                detail: e.to_string(),
+            })?;
+        Ok(Fetcher {
+            client,
+            settings,
+            next_slot: Mutex::default(),
+            robots: Mutex::default(),
+        })
+    }
+
+    pub fn settings(&self) -> &FetchSettings {
+        &self.settings
+    }
+
+    /// GETs `url` politely; with `validators`, conditionally.
+    pub async fn get(
+        &self,
+        url: &Url,
+        validators: Option<&Validators>,
+        manners: Manners,
+    ) -> Result<FetchOutcome, FetchError> {
+        match url.scheme() {
+            "file" => return self.read_file(url).await,
+            "http" | "https" => {}
+            _ => {
+                return Err(FetchError::Scheme {
+                    url: url.to_string(),
+                })
+            }
+        }
+        if manners.robots && !self.robots_allow(url, manners).await {
+            return Err(FetchError::Robots {
+                url: url.to_string(),
+            });
+        }
+        let mut attempt = 0;
+        loop {
+            self.wait_for_host(url, manners.delay).await;
+            let result = self.get_once(url, validators).await;
+            match result {
+                Err((e, retry_after)) if e.retryable() && attempt < self.settings.retries => {
+                    let backoff = self.settings.retry_base * 2u32.pow(attempt);
+                    let wait = retry_after.unwrap_or(backoff);
+                    if wait > self.settings.max_retry_after {
+                        return Err(e);
+                    }
+                    tracing::debug!(%url, error = %e, ?wait, "retrying");
+                    tokio::time::sleep(wait).await;
+                    attempt += 1;
+                }
+                Err((e, _)) => return Err(e),
+                Ok(outcome) => return Ok(outcome),
+            }
+        }
+    }
+
+    async fn get_once(
+        &self,
+        url: &Url,
+        validators: Option<&Validators>,
+    ) -> Result<FetchOutcome, (FetchError, Option<Duration>)> {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::ACCEPT,
+            HeaderValue::from_static(
+                "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
+            ),
+        );
+        headers.insert(
+            header::ACCEPT_LANGUAGE,
+            HeaderValue::from_static("zh-CN,zh;q=0.9,en;q=0.5"),
+        );
+        if let Some(v) = validators {
+            if let Some(etag) = v
+                .etag
+                .as_deref()
+                .and_then(|e| HeaderValue::from_str(e).ok())
+            {
+                headers.insert(header::IF_NONE_MATCH, etag);
+            }
+            if let Some(lm) = v
+                .last_modified
+                .as_deref()
+                .and_then(|e| HeaderValue::from_str(e).ok())
+            {
+                headers.insert(header::IF_MODIFIED_SINCE, lm);
+            }
+        }
+        let response = self
+            .client
+            .get(url.clone())
+            .headers(headers)
+            .send()
+            .await
+            .map_err(|e| (self.classify(url, &e), None))?;
+        let status = response.status();
+        if status == StatusCode::NOT_MODIFIED {
+            return Ok(FetchOutcome::NotModified);
+        }
+        if !status.is_success() {
+            let retry_after = response
+                .headers()
+                .get(header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(parse_retry_after);
+            let url = url.to_string();
+            let code = status.as_u16();
+            let e = match code {
+                401 | 403 | 412 | 451 | 521..=523 => FetchError::Blocked { url, status: code },
+                _ => FetchError::Status { url, status: code },
+            };
+            return Err((e, retry_after));
+        }
+        let header_str = |h| {
+            response
+                .headers()
+                .get(h)
+                .and_then(|v: &HeaderValue| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        let validators = Validators {
+            etag: header_str(header::ETAG),
+            last_modified: header_str(header::LAST_MODIFIED),
+        };
+        let content_type = header_str(header::CONTENT_TYPE);
+        let final_url = response.url().clone();
+        let body = self
+            .read_capped(url, response)
+            .await
+            .map_err(|e| (e, None))?;
+        Ok(FetchOutcome::Page {
+            page: Page {
+                url: final_url,
+                body,
+                content_type,
+            },
+            validators,
+        })
+    }
+
+    /// Streams the body and stops at the cap instead of buffering a 2 GB answer.
+    async fn read_capped(
+        &self,
+        url: &Url,
+        mut response: reqwest::Response,
+    ) -> Result<Bytes, FetchError> {
+        let limit = self.settings.max_body_bytes;
+        let too_large = || FetchError::TooLarge {
+            url: url.to_string(),
+            limit,
+        };
+        if response.content_length().is_some_and(|n| n > limit) {
+            return Err(too_large());
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(|e| self.classify(url, &e))? {
+            if body.len() as u64 + chunk.len() as u64 > limit {
+                return Err(too_large());
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(Bytes::from(body))
+    }
+
+    fn classify(&self, url: &Url, e: &reqwest::Error) -> FetchError {
+        let url = url.to_string();
+        if e.is_redirect() {
+            FetchError::Redirects {
+                url,
+                limit: self.settings.max_redirects,
+            }
+        } else if e.is_timeout() {
+            FetchError::Timeout {
+                url,
+                secs: self.settings.timeout.as_secs(),
+            }
+        } else {
+            let mut detail = e.to_string();
+            let mut source = std::error::Error::source(e);
+            while let Some(s) = source {
+                detail = format!("{detail}: {s}");
+                source = s.source();
+            }
+            FetchError::Network { url, detail }
+        }
+    }
+
+    /// Reserves the host's next slot, then sleeps until it; slots are spaced by `delay`.
+    async fn wait_for_host(&self, url: &Url, delay: Duration) {
+        let Some(host) = url.host_str() else { return };
+        let key = format!("{host}:{}", url.port_or_known_default().unwrap_or(0));
+        let now = Instant::now();
+        let start = {
+            let mut slots = self.next_slot.lock().await;
+            let start = slots.get(&key).copied().filter(|t| *t > now).unwrap_or(now);
+            slots.insert(key, start + delay);
+            if slots.len() > 10_000 {
+                slots.retain(|_, t| *t > now);
+            }
+            start
+        };
+        if start > now {
+            tokio::time::sleep_until(start.into()).await;
+        }
+    }
+
+    async fn robots_allow(&self, url: &Url, manners: Manners) -> bool {
+        let origin = url.origin().ascii_serialization();
+        let cached = self.robots.lock().await.get(&origin).cloned();
+        let entry = match cached {
+            Some(e) if e.fetched.elapsed() < ROBOTS_TTL => e,
+            _ => {
+                let entry = Arc::new(self.fetch_robots(&origin, manners).await);
+                self.robots.lock().await.insert(origin, entry.clone());
+                entry
+            }
+        };
+        entry.rules.as_ref().is_none_or(|r| r.allowed(url.as_str()))
+    }
+
+    /// A missing or unreadable robots.txt allows everything (the common reading of RFC 9309
+    /// for 4xx); a server error does too, but is cached for an hour only.
+    async fn fetch_robots(&self, origin: &str, manners: Manners) -> Robots {
+        let Ok(robots_url) = Url::parse(&format!("{origin}/robots.txt")) else {
+            return Robots {
+                fetched: Instant::now(),
+                rules: None,
+            };
+        };
+        self.wait_for_host(&robots_url, manners.delay).await;
+        let rules = match self.get_once(&robots_url, None).await {
+            Ok(FetchOutcome::Page { page, .. }) => {
+                texting_robots::Robot::new(self.robot_name(), &page.body).ok()
+            }
+            Ok(FetchOutcome::NotModified) => None,
+            Err((e, _)) => {
+                tracing::debug!(%robots_url, error = %e, "robots.txt not available; allowing");
+                let fetched = Instant::now() - ROBOTS_TTL + Duration::from_secs(3600);
+                return Robots {
+                    fetched,
+                    rules: None,
+                };
+            }
+        };
+        Robots {
+            fetched: Instant::now(),
+            rules,
+        }
+    }
+
+    /// The product token of our User-Agent, which robots.txt groups name.
+    fn robot_name(&self) -> &str {
+        self.settings
+            .user_agent
+            .split('/')
+            .next()
+            .unwrap_or("feedbridge")
+    }
+
+    async fn read_file(&self, url: &Url) -> Result<FetchOutcome, FetchError> {
+        let err = |detail: String| FetchError::File {
+            url: url.to_string(),
+            detail,
+        };
+        let path = url
+            .to_file_path()
+            .map_err(|_| err("not a local path".into()))?;
+        let meta = tokio::fs::metadata(&path)
+            .await
+            .map_err(|e| err(e.to_string()))?;
+        if meta.len() > self.settings.max_body_bytes {
+            return Err(FetchError::TooLarge {
+                url: url.to_string(),
+                limit: self.settings.max_body_bytes,
+            });
+        }
+        let body = tokio::fs::read(&path)
+            .await
+            .map_err(|e| err(e.to_string()))?;
+        Ok(FetchOutcome::Page {
+            page: Page {
+                url: url.clone(),
+                body: body.into(),
+                content_type: None,
+            },
+            validators: Validators::default(),
+        })
+    }
+}
+
+/// `Retry-After`: delta-seconds or an HTTP-date.
+pub fn parse_retry_after(v: &str) -> Option<Duration> {
+    if let Ok(secs) = v.trim().parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = chrono::DateTime::parse_from_rfc2822(v.trim()).ok()?;
+    let secs = (at.timestamp() - chrono::Utc::now().timestamp()).max(0);
+    Some(Duration::from_secs(secs as u64))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_forms() {
+        assert_eq!(parse_retry_after("120"), Some(Duration::from_secs(120)));
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(parse_retry_after("soon"), None);
+    }
+}

@@ -1,1 +1,519 @@
-//! todo
+//! The store: sled, the single source of truth for items, validators and run status.
+//!
+//! Layout (one sled tree each; `site` is the site id, `\0` a separator, `key` the 16-byte
+//! blake3 of the canonical article URL):
+//! - `items`:      `site\0key` -> JSON [`StoredItem`]
+//! - `by_date`:    `site\0<inverted sort time, 8 bytes BE>key` -> empty, so "newest N"
+//!   is a prefix scan of N keys, never a scan of the site
+//! - `aliases`:    `site\0<alias>` -> key (an upstream guid, so a changed link is no new item)
+//! - `validators`: URL -> JSON [`Validators`] for conditional GETs
+//! - `runs`:       site -> JSON [`RunStatus`]
+//! - default tree: `schema_version` -> u32 BE, checked at open.
+//!
+//! An item and its index entries change in one sled transaction; a run flushes before it
+//! reports, so an item reported stored survives `kill -9`, and the key makes duplicates
+//! impossible.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Mutex;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sled::transaction::{ConflictableTransactionError, TransactionError};
+use sled::Transactional;
+
+use crate::model::{Item, ItemKey, Validators};
+
+const SCHEMA_VERSION: u32 = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("store {path} is in use by another feedbridge process; stop it or use another --data directory")]
+    InUse { path: String },
+    #[error("store {path} was written by a newer feedbridge (schema {found}, this one reads up to {SCHEMA_VERSION}); upgrade feedbridge, the store was left untouched")]
+    NewerSchema { path: String, found: u32 },
+    #[error("store: {0}")]
+    Sled(#[from] sled::Error),
+    #[error("store: cannot decode a record: {0}")]
+    Decode(#[from] serde_json::Error),
+}
+
+/// An item as stored: what was extracted plus what only state can know.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredItem {
+    pub item: Item,
+    pub first_seen: DateTime<Utc>,
+    /// Last time a reader-visible value changed (the entry's Atom `updated`).
+    pub updated: DateTime<Utc>,
+    /// Milliseconds the `by_date` index sorts by (published, else first seen).
+    sort_ms: i64,
+    hash: String,
+}
+
+impl StoredItem {
+    pub fn key(&self) -> ItemKey {
+        self.item.key()
+    }
+}
+
+/// What an upsert did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Upsert {
+    New,
+    Updated,
+    Unchanged,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Outcome {
+    /// New or updated items were stored.
+    Ok,
+    /// Pages were read, nothing new.
+    NoNewItems,
+    /// Every list page answered 304.
+    NotModified,
+    /// A 200 list page on which the item selector matched nothing: the markup changed.
+    SelectorsMatchedNothing,
+    Failed,
+}
+
+/// The last run of a site, for `/status.json`, `/` and the overdue check at start.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunStatus {
+    pub started: DateTime<Utc>,
+    pub finished: DateTime<Utc>,
+    pub outcome: Outcome,
+    pub pages_fetched: u32,
+    pub not_modified: u32,
+    pub items_seen: u32,
+    pub new: u32,
+    pub updated: u32,
+    pub unchanged: u32,
+    pub articles_failed: u32,
+    /// How many of the items read this run got each field (hit rates).
+    pub with_title: u32,
+    pub with_date: u32,
+    pub with_source: u32,
+    pub with_body: u32,
+    pub warnings: Vec<String>,
+    pub last_error: Option<String>,
+    pub error_class: Option<String>,
+    pub consecutive_failures: u32,
+    /// The last run that ended well, kept across failures.
+    pub last_success: Option<DateTime<Utc>>,
+}
+
+pub struct Store {
+    db: sled::Db,
+    items: sled::Tree,
+    by_date: sled::Tree,
+    aliases: sled::Tree,
+    validators: sled::Tree,
+    runs: sled::Tree,
+    /// Bumped on every change of a site's items; the feed cache keys on it.
+    generations: Mutex<HashMap<String, u64>>,
+}
+
+fn prefix(site: &str) -> Vec<u8> {
+    let mut p = site.as_bytes().to_vec();
+    p.push(0);
+    p
+}
+
+fn item_key(site: &str, key: &ItemKey) -> Vec<u8> {
+    let mut k = prefix(site);
+    k.extend_from_slice(&key.0);
+    k
+}
+
+fn date_key(site: &str, sort_ms: i64, key: &ItemKey) -> Vec<u8> {
+    let mut k = prefix(site);
+    // Newest first: invert the (offset, so non-negative) time.
+    let t = (sort_ms as i128 + (1i128 << 62)).clamp(0, u64::MAX as i128) as u64;
+    k.extend_from_slice(&(u64::MAX - t).to_be_bytes());
+    k.extend_from_slice(&key.0);
+    k
+}
+
+fn alias_key(site: &str, alias: &str) -> Vec<u8> {
+    let mut k = prefix(site);
+    k.extend_from_slice(alias.as_bytes());
+    k
+}
+
+impl Store {
+    /// Opens (creating) the store in `dir`; refuses a store in use or from a newer version.
+    pub fn open(dir: &Path) -> Result<Store, StoreError> {
+        std::fs::create_dir_all(dir).map_err(sled::Error::Io)?;
+        let path = dir.display().to_string();
+        let db = sled::Config::new()
+            .path(dir)
+            .flush_every_ms(Some(500))
+            .open()
+            .map_err(|e| match e {
+                sled::Error::Io(io)
+                    if io.kind() == std::io::ErrorKind::WouldBlock
+                        || io.to_string().contains("lock") =>
+                {
+                    StoreError::InUse { path: path.clone() }
+                }
+                other => StoreError::Sled(other),
+            })?;
+        match db.get("schema_version")? {
+            Some(v) => {
+                let found = u32::from_be_bytes(v.as_ref().try_into().unwrap_or([0xff; 4]));
+                if found > SCHEMA_VERSION {
+                    return Err(StoreError::NewerSchema { path, found });
+                }
+            }
+            None => {
+                db.insert("schema_version", &SCHEMA_VERSION.to_be_bytes())?;
+            }
+        }
+        Ok(Store {
+            items: db.open_tree("items")?,
+            by_date: db.open_tree("by_date")?,
+            aliases: db.open_tree("aliases")?,
+            validators: db.open_tree("validators")?,
+            runs: db.open_tree("runs")?,
+            db,
+            generations: Mutex::default(),
+        })
+    }
+
+    /// Is this canonical URL (or alias) already stored for the site?
+    pub fn is_known(&self, site: &str, url: &str, aliases: &[String]) -> Result<bool, StoreError> {
+        if self
+            .items
+            .contains_key(item_key(site, &ItemKey::of_url(url)))?
+        {
+            return Ok(true);
+        }
+        for a in aliases {
+            if self.aliases.contains_key(alias_key(site, a))? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// Stores an item: new, updated (content changed: same id, new `updated`), or unchanged.
+    pub fn upsert(
+        &self,
+        site: &str,
+        item: &Item,
+        now: DateTime<Utc>,
+    ) -> Result<Upsert, StoreError> {
+        let hash = blake3_hex(item.content_hash());
+        // An alias hit means the upstream link changed: keep the old identity.
+        let mut key = item.key();
+        if !self.items.contains_key(item_key(site, &key))? {
+            for a in &item.aliases {
+                if let Some(k) = self.aliases.get(alias_key(site, a))? {
+                    if let Ok(bytes) = <[u8; 16]>::try_from(k.as_ref()) {
+                        key = ItemKey(bytes);
+                        break;
+                    }
+                }
+            }
+        }
+        let ikey = item_key(site, &key);
+        let result =
+            (&self.items, &self.by_date, &self.aliases).transaction(|(items, by_date, aliases)| {
+                let old: Option<StoredItem> = match items.get(&ikey)? {
+                    Some(bytes) => serde_json::from_slice(&bytes).ok(),
+                    None => None,
+                };
+                let (stored, outcome) = match old {
+                    Some(old) if old.hash == hash => return Ok(Upsert::Unchanged),
+                    Some(old) => {
+                        by_date.remove(date_key(site, old.sort_ms, &key))?;
+                        let sort_ms = item
+                            .published
+                            .map_or(old.first_seen.timestamp_millis(), |p| p.timestamp_millis());
+                        let mut merged = item.clone();
+                        merged.url = old.item.url.clone();
+                        for a in &old.item.aliases {
+                            if !merged.aliases.contains(a) {
+                                merged.aliases.push(a.clone());
+                            }
+                        }
+                        (
+                            StoredItem {
+                                item: merged,
+                                first_seen: old.first_seen,
+                                updated: now,
+                                sort_ms,
+                                hash: hash.clone(),
+                            },
+                            Upsert::Updated,
+                        )
+                    }
+                    None => {
+                        let sort_ms = item
+                            .published
+                            .map_or(now.timestamp_millis(), |p| p.timestamp_millis());
+                        let updated = item
+                            .published
+                            .map_or(now, |p| p.with_timezone(&Utc).min(now));
+                        (
+                            StoredItem {
+                                item: item.clone(),
+                                first_seen: now,
+                                updated,
+                                sort_ms,
+                                hash: hash.clone(),
+                            },
+                            Upsert::New,
+                        )
+                    }
+                };
+                let json = serde_json::to_vec(&stored)
+                    .map_err(|e| ConflictableTransactionError::Abort(e.to_string()))?;
+                items.insert(ikey.as_slice(), json)?;
+                by_date.insert(date_key(site, stored.sort_ms, &key), &[])?;
+                for a in &stored.item.aliases {
+                    aliases.insert(alias_key(site, a), &key.0)?;
+                }
+                Ok(outcome)
+            });
+        let outcome = result.map_err(|e| match e {
+            TransactionError::Abort(msg) => StoreError::Sled(sled::Error::Unsupported(msg)),
+            TransactionError::Storage(e) => StoreError::Sled(e),
+        })?;
+        if outcome != Upsert::Unchanged {
+            self.bump(site);
+        }
+        Ok(outcome)
+    }
+
+    /// The newest `n` items of a site, newest first, read through the date index.
+    pub fn recent(&self, site: &str, n: usize) -> Result<Vec<StoredItem>, StoreError> {
+        let mut out = Vec::with_capacity(n.min(1000));
+        for entry in self.by_date.scan_prefix(prefix(site)).take(n) {
+            let (k, _) = entry?;
+            let key = &k[k.len() - 16..];
+            let mut ik = prefix(site);
+            ik.extend_from_slice(key);
+            if let Some(bytes) = self.items.get(ik)? {
+                out.push(serde_json::from_slice(&bytes)?);
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn count(&self, site: &str) -> usize {
+        self.items.scan_prefix(prefix(site)).count()
+    }
+
+    /// Keeps the newest `keep` items of a site; returns how many were removed.
+    pub fn prune(&self, site: &str, keep: usize) -> Result<usize, StoreError> {
+        let old: Vec<sled::IVec> = self
+            .by_date
+            .scan_prefix(prefix(site))
+            .keys()
+            .skip(keep)
+            .collect::<Result<_, _>>()?;
+        for k in &old {
+            let key = &k[k.len() - 16..];
+            let mut ik = prefix(site);
+            ik.extend_from_slice(key);
+            if let Some(bytes) = self.items.remove(&ik)? {
+                if let Ok(stored) = serde_json::from_slice::<StoredItem>(&bytes) {
+                    for a in &stored.item.aliases {
+                        self.aliases.remove(alias_key(site, a))?;
+                    }
+                }
+            }
+            self.by_date.remove(k)?;
+        }
+        if !old.is_empty() {
+            self.bump(site);
+        }
+        Ok(old.len())
+    }
+
+    pub fn validators(&self, url: &str) -> Result<Option<Validators>, StoreError> {
+        Ok(self
+            .validators
+            .get(url)?
+            .map(|v| serde_json::from_slice(&v))
+            .transpose()?)
+    }
+
+    pub fn set_validators(&self, url: &str, v: &Validators) -> Result<(), StoreError> {
+        if v.is_empty() {
+            self.validators.remove(url)?;
+        } else {
+            self.validators.insert(url, serde_json::to_vec(v)?)?;
+        }
+        Ok(())
+    }
+
+    pub fn run_status(&self, site: &str) -> Result<Option<RunStatus>, StoreError> {
+        Ok(self
+            .runs
+            .get(site)?
+            .map(|v| serde_json::from_slice(&v))
+            .transpose()?)
+    }
+
+    pub fn set_run_status(&self, site: &str, status: &RunStatus) -> Result<(), StoreError> {
+        self.runs.insert(site, serde_json::to_vec(status)?)?;
+        Ok(())
+    }
+
+    /// Changes to a site's items since this process opened the store.
+    pub fn generation(&self, site: &str) -> u64 {
+        self.generations
+            .lock()
+            .map(|g| g.get(site).copied().unwrap_or(0))
+            .unwrap_or(0)
+    }
+
+    fn bump(&self, site: &str) {
+        if let Ok(mut g) = self.generations.lock() {
+            *g.entry(site.to_owned()).or_default() += 1;
+        }
+    }
+
+    /// Makes everything written so far durable.
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush_async().await?;
+        Ok(())
+    }
+
+    /// For `/healthz`: a cheap read that fails when the store does.
+    pub fn is_healthy(&self) -> bool {
+        self.db.get("schema_version").is_ok()
+    }
+}
+
+fn blake3_hex(h: [u8; 32]) -> String {
+    h.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn item(url: &str, title: &str, day: u32) -> Item {
+        Item {
+            url: url.into(),
+            title: Some(title.into()),
+            published: Some(
+                chrono::FixedOffset::east_opt(8 * 3600)
+                    .unwrap()
+                    .with_ymd_and_hms(2020, 5, day, 0, 0, 0)
+                    .unwrap(),
+            ),
+            ..Item::default()
+        }
+    }
+
+    fn now() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 29, 0, 0, 0).unwrap()
+    }
+
+    #[test]
+    fn new_updated_unchanged_and_newest_first() {
+        let dir = tempdir();
+        let store = Store::open(&dir).unwrap();
+        assert_eq!(
+            store
+                .upsert("s", &item("http://a/1", "一", 1), now())
+                .unwrap(),
+            Upsert::New
+        );
+        assert_eq!(
+            store
+                .upsert("s", &item("http://a/2", "二", 3), now())
+                .unwrap(),
+            Upsert::New
+        );
+        assert_eq!(
+            store
+                .upsert("s", &item("http://a/1", "一", 1), now())
+                .unwrap(),
+            Upsert::Unchanged
+        );
+        let later = now() + chrono::Duration::hours(1);
+        assert_eq!(
+            store
+                .upsert("s", &item("http://a/1", "一（更新）", 1), later)
+                .unwrap(),
+            Upsert::Updated
+        );
+        let recent = store.recent("s", 10).unwrap();
+        assert_eq!(recent.len(), 2);
+        assert_eq!(recent[0].item.url, "http://a/2");
+        assert_eq!(recent[1].updated, later);
+        assert_eq!(recent[1].first_seen, now());
+        assert_eq!(store.count("s"), 2);
+        assert_eq!(store.count("other"), 0);
+    }
+
+    #[test]
+    fn aliases_keep_identity_and_prune_keeps_newest() {
+        let dir = tempdir();
+        let store = Store::open(&dir).unwrap();
+        let mut a = item("http://a/old", "一", 1);
+        a.aliases = vec!["guid-1".into()];
+        store.upsert("s", &a, now()).unwrap();
+        let mut moved = item("http://a/new", "一", 2);
+        moved.aliases = vec!["guid-1".into()];
+        assert!(store.is_known("s", "http://a/new", &moved.aliases).unwrap());
+        assert_eq!(store.upsert("s", &moved, now()).unwrap(), Upsert::Updated);
+        assert_eq!(store.count("s"), 1);
+        for d in 3..9 {
+            store
+                .upsert("s", &item(&format!("http://a/{d}"), "x", d), now())
+                .unwrap();
+        }
+        assert_eq!(store.prune("s", 3).unwrap(), 4);
+        let urls: Vec<String> = store
+            .recent("s", 10)
+            .unwrap()
+            .into_iter()
+            .map(|s| s.item.url)
+            .collect();
+        assert_eq!(urls, ["http://a/8", "http://a/7", "http://a/6"]);
+    }
+
+    #[test]
+    fn second_open_is_refused_and_newer_schema_too() {
+        let dir = tempdir();
+        let store = Store::open(&dir).unwrap();
+        assert!(matches!(Store::open(&dir), Err(StoreError::InUse { .. })));
+        store
+            .db
+            .insert("schema_version", &99u32.to_be_bytes())
+            .unwrap();
+        store.db.flush().unwrap();
+        drop(store);
+        assert!(matches!(
+            Store::open(&dir),
+            Err(StoreError::NewerSchema { found: 99, .. })
+        ));
+    }
+
+    fn tempdir() -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "feedbridge-store-{}-{}",
+            std::process::id(),
+            rand_suffix()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir
+    }
+
+    fn rand_suffix() -> u64 {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static N: AtomicU64 = AtomicU64::new(0);
+        N.fetch_add(1, Ordering::SeqCst)
+    }
+}

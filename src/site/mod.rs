@@ -93,7 +93,8 @@ pub struct Site {
     pub max_items: usize,
     /// Items kept in the store per site; older ones are pruned.
     pub keep_items: usize,
-    pub delay: Duration,
+    /// Spacing between requests to this site's hosts; `None` = the service default.
+    pub delay: Option<Duration>,
     pub robots: bool,
     /// Re-fetch already stored articles each run, so edits become updates.
     pub revisit: bool,
@@ -354,8 +355,8 @@ impl Ctx<'_> {
             ));
         }
         let delay = match &raw.delay {
-            None => Duration::from_secs(1),
-            Some(d) => parse_duration(d.get_ref()).map_err(|m| self.at(d.span().start, m))?,
+            None => None,
+            Some(d) => Some(parse_duration(d.get_ref()).map_err(|m| self.at(d.span().start, m))?),
         };
         let language = match raw.language {
             Some(l) if !is_language_tag(l.get_ref()) => {
@@ -532,21 +533,22 @@ impl Ctx<'_> {
                 "`{key}` must be a CSS selector string or a table like {{ css = \"…\", regex = '…' }}"
             ))
         };
-        let (css, table) =
-            match value.get_ref() {
-                toml::Value::String(s) => (s.clone(), None),
-                toml::Value::Table(t) => match t.get("css") {
-                    Some(toml::Value::String(s)) => (s.clone(), Some(t)),
-                    Some(_) => return Err(self.at(at, format!("`{key}.css` must be a string"))),
-                    None => return Err(self.at(
+        let (css, table) = match value.get_ref() {
+            toml::Value::String(s) => (s.clone(), None),
+            toml::Value::Table(t) => match t.get("css") {
+                Some(toml::Value::String(s)) => (s.clone(), Some(t)),
+                Some(_) => return Err(self.at(at, format!("`{key}.css` must be a string"))),
+                None => {
+                    return Err(self.at(
                         at,
                         format!(
                             "`{key}` needs a `css` selector, e.g. {key} = {{ css = \"div.info\" }}"
                         ),
-                    )),
-                },
-                _ => return Err(wrong_type()),
-            };
+                    ))
+                }
+            },
+            _ => return Err(wrong_type()),
+        };
         let mut field = Field {
             selector: self.selector(&css, at)?,
             css,
@@ -703,7 +705,7 @@ remove = ["script"]
         let site = compile(Path::new("selectors/henan-gzdt.toml"), GOOD).unwrap();
         assert_eq!(site.id, "henan-gzdt");
         assert_eq!(site.encoding, Some(encoding_rs::GBK));
-        assert_eq!(site.delay, Duration::ZERO);
+        assert_eq!(site.delay, Some(Duration::ZERO));
         assert_eq!(site.max_items, 50);
         assert_eq!(site.keep_items, 500);
         let Source::List { rules, .. } = &site.source else {

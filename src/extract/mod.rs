@@ -1,0 +1,405 @@
+//! Extraction: page bytes + compiled rules -> list entries and items. Pure: no I/O, no
+//! clock (`now` is passed in for dates without a year), so it is tested on saved pages
+//! and benchmarked in-process.
+//!
+//! A field whose selector matches nothing is a warning on that item, never an error:
+//! one odd article must not cost the feed its other items.
+
+pub mod charset;
+pub mod sanitize;
+
+use std::collections::HashSet;
+
+use chrono::{DateTime, Utc};
+use scraper::{ElementRef, Html, Selector};
+use url::Url;
+
+use crate::date;
+use crate::model::{canonical_url, Item, ListEntry, Page, PageDate};
+use crate::site::{ArticleRules, Field, ListRules, Site};
+
+/// What a list page gave.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ListPage {
+    /// Entries with a link, deduplicated by canonical URL, in page order.
+    pub entries: Vec<ListEntry>,
+    /// How many elements the `item` selector matched (0 = the markup probably changed).
+    pub matched: usize,
+    /// The next page, when `next` is set and matched a link.
+    pub next: Option<Url>,
+    /// Problems with whole-page scope (e.g. an item without a link).
+    pub warnings: Vec<String>,
+}
+
+/// A decoded, parsed page with the base URL its relative links resolve against.
+pub struct Document {
+    pub html: Html,
+    pub base: Url,
+}
+
+impl Document {
+    /// Decodes (see [`charset`]) and parses; honours `<base href>`.
+    pub fn parse(page: &Page, site: &Site) -> Self {
+        let tld = page
+            .url
+            .host_str()
+            .and_then(|h| h.rsplit('.').next())
+            .map(str::as_bytes);
+        let (text, _, _) =
+            charset::decode(&page.body, page.content_type.as_deref(), site.encoding, tld);
+        let html = Html::parse_document(&text);
+        let base = html
+            .select(&BASE_HREF)
+            .next()
+            .and_then(|b| b.value().attr("href"))
+            .and_then(|h| page.url.join(h.trim()).ok())
+            .filter(|u| matches!(u.scheme(), "http" | "https" | "file"))
+            .unwrap_or_else(|| page.url.clone());
+        Document { html, base }
+    }
+}
+
+static BASE_HREF: std::sync::LazyLock<Selector> =
+    std::sync::LazyLock::new(|| Selector::parse("base[href]").expect("static selector"));
+
+/// Reads a list page with the site's `[list]` rules.
+pub fn extract_list(page: &Page, site: &Site, rules: &ListRules, now: DateTime<Utc>) -> ListPage {
+    let doc = Document::parse(page, site);
+    let mut out = ListPage::default();
+    let mut seen = HashSet::new();
+    for item in doc.html.select(&rules.item) {
+        out.matched += 1;
+        let Some(link) = first_value(item, &rules.link, &doc.base) else {
+            out.warnings.push(format!(
+                "list.link: {:?} matched no link in item {} of {}",
+                rules.link.css, out.matched, page.url
+            ));
+            continue;
+        };
+        let Some(url) = doc
+            .base
+            .join(&link)
+            .ok()
+            .filter(|u| matches!(u.scheme(), "http" | "https" | "file"))
+        else {
+            out.warnings
+                .push(format!("list.link: {link:?} is not a fetchable URL"));
+            continue;
+        };
+        let url = canonical_url(&url);
+        if !seen.insert(url.to_string()) {
+            continue;
+        }
+        let mut entry = ListEntry {
+            url: Some(url),
+            ..ListEntry::default()
+        };
+        entry.title = match &rules.title {
+            Some(f) => field_text(item, f, &doc.base, "list.title", &mut entry.warnings),
+            None => rules
+                .link
+                .selector_first(item)
+                .map(|a| normalize_text(a.text()))
+                .filter(|t| !t.is_empty()),
+        };
+        if let Some(f) = &rules.date {
+            entry.date = field_date(
+                item,
+                f,
+                &doc.base,
+                site,
+                now,
+                "list.date",
+                &mut entry.warnings,
+            );
+        }
+        out.entries.push(entry);
+    }
+    if let Some(next) = &rules.next {
+        out.next = first_value(doc.html.root_element(), next, &doc.base)
+            .and_then(|href| doc.base.join(&href).ok())
+            .filter(|u| u.as_str() != page.url.as_str());
+    }
+    out
+}
+
+/// Reads an article page with the site's `[article]` rules; `entry` holds the list
+/// page's (or upstream feed's) values, used where the article gives none.
+pub fn extract_article(
+    page: &Page,
+    site: &Site,
+    rules: &ArticleRules,
+    entry: &ListEntry,
+    now: DateTime<Utc>,
+) -> Item {
+    let doc = Document::parse(page, site);
+    let root = doc.html.root_element();
+    let mut warnings = entry.warnings.clone();
+    let upstream = entry.upstream.clone().unwrap_or_default();
+
+    let title = rules
+        .title
+        .as_ref()
+        .and_then(|f| field_text(root, f, &doc.base, "article.title", &mut warnings))
+        .or_else(|| meta(&doc.html, "ArticleTitle"))
+        .or_else(|| entry.title.clone())
+        .or_else(|| meta(&doc.html, "og:title"));
+
+    let page_date = rules
+        .date
+        .as_ref()
+        .and_then(|f| field_date(root, f, &doc.base, site, now, "article.date", &mut warnings))
+        .or_else(|| {
+            let text = meta(&doc.html, "PubDate")?;
+            date::parse(&text, None, site.timezone, now).ok()
+        });
+    let date = merge_dates(page_date, entry.date);
+
+    let source = rules
+        .source
+        .as_ref()
+        .and_then(|f| field_text(root, f, &doc.base, "article.source", &mut warnings))
+        .or_else(|| meta(&doc.html, "ContentSource"))
+        .or(upstream.author);
+
+    let mut images = Vec::new();
+    let content = match &rules.body {
+        Some(body) => {
+            let mut skip = HashSet::new();
+            let matches: Vec<ElementRef<'_>> = body.matches(root).collect();
+            for m in &matches {
+                for sel in &rules.remove {
+                    skip.extend(m.select(sel).map(|e| e.id()));
+                }
+            }
+            let mut html = String::new();
+            for m in matches.iter().take(if body.all { usize::MAX } else { 1 }) {
+                let s = sanitize::sanitize(*m, &doc.base, &skip);
+                html.push_str(&s.html);
+                images.extend(s.images);
+            }
+            if matches.is_empty() {
+                warnings.push(format!("article.body: {:?} matched nothing", body.css));
+            } else if html.is_empty() {
+                warnings.push(format!(
+                    "article.body: {:?} matched only empty content",
+                    body.css
+                ));
+            }
+            Some(html).filter(|h| !h.is_empty())
+        }
+        None => None,
+    }
+    .or(upstream.content)
+    .or(upstream.summary);
+
+    if let Some(f) = &rules.images {
+        let found: Vec<String> = f
+            .matches(root)
+            .filter_map(|img| {
+                if f.attr.as_deref() == Some("src") {
+                    sanitize::image_src(img, &doc.base)
+                } else {
+                    attr_or_text(img, f, &doc.base)
+                }
+            })
+            .collect();
+        if found.is_empty() {
+            warnings.push(format!("article.images: {:?} matched nothing", f.css));
+        }
+        images = found;
+    }
+    images.extend(upstream.images);
+    let mut seen = HashSet::new();
+    images.retain(|i| seen.insert(i.clone()));
+
+    let url = entry
+        .url
+        .as_ref()
+        .map(|u| u.to_string())
+        .unwrap_or_else(|| canonical_url(&page.url).to_string());
+    if date.is_none() {
+        warnings
+            .push("no date on the article or the list: the first-seen time will be used".into());
+    }
+    Item {
+        url,
+        title,
+        published: date.map(|d| d.at),
+        date_only: date.is_some_and(|d| d.date_only),
+        source,
+        content,
+        images,
+        categories: upstream.categories,
+        aliases: upstream.guid.into_iter().collect(),
+        warnings,
+    }
+}
+
+/// An item from the list page alone (a site without `[article]`).
+pub fn item_from_entry(entry: &ListEntry) -> Item {
+    let upstream = entry.upstream.clone().unwrap_or_default();
+    Item {
+        url: entry
+            .url
+            .as_ref()
+            .map(|u| u.to_string())
+            .unwrap_or_default(),
+        title: entry.title.clone(),
+        published: entry.date.map(|d| d.at),
+        date_only: entry.date.is_some_and(|d| d.date_only),
+        source: upstream.author,
+        content: upstream.content.or(upstream.summary),
+        images: upstream.images,
+        categories: upstream.categories,
+        aliases: upstream.guid.into_iter().collect(),
+        warnings: entry.warnings.clone(),
+    }
+}
+
+/// The page's date wins; but a page that gives only the day takes the time of day from
+/// the list/upstream date when both name the same day (feeds are often more precise).
+pub fn merge_dates(page: Option<PageDate>, fallback: Option<PageDate>) -> Option<PageDate> {
+    match (page, fallback) {
+        (Some(p), Some(f)) if p.date_only && !f.date_only => {
+            let f_local = f.at.with_timezone(p.at.offset());
+            if f_local.date_naive() == p.at.date_naive() {
+                Some(PageDate {
+                    at: f_local,
+                    date_only: false,
+                })
+            } else {
+                Some(p)
+            }
+        }
+        (Some(p), _) => Some(p),
+        (None, f) => f,
+    }
+}
+
+impl Field {
+    /// Matches in document order, the scope itself first when it matches (so `item = "li a"`
+    /// with `link = "a"` works), filtered by `text`.
+    pub fn matches<'a>(
+        &'a self,
+        scope: ElementRef<'a>,
+    ) -> impl Iterator<Item = ElementRef<'a>> + 'a {
+        let own = self.selector.matches(&scope).then_some(scope);
+        own.into_iter()
+            .chain(scope.select(&self.selector))
+            .filter(move |el| match &self.text {
+                Some(t) => el.text().any(|s| s.contains(t.as_str())),
+                None => true,
+            })
+    }
+
+    fn selector_first<'a>(&'a self, scope: ElementRef<'a>) -> Option<ElementRef<'a>> {
+        self.matches(scope).next()
+    }
+}
+
+/// The field's value for one element: the attribute (resolved when it is a URL), or the
+/// normalized text; then the regex's first group.
+fn attr_or_text(el: ElementRef<'_>, f: &Field, base: &Url) -> Option<String> {
+    let raw = match f.attr.as_deref() {
+        Some(a @ ("href" | "src")) => {
+            let v = el.value().attr(a)?.trim();
+            if v.is_empty() || v.starts_with("javascript:") || v.starts_with('#') {
+                return None;
+            }
+            base.join(v).ok()?.to_string()
+        }
+        Some(a) => el.value().attr(a)?.trim().to_owned(),
+        None => normalize_text(el.text()),
+    };
+    let value = match &f.regex {
+        Some(re) => re.captures(&raw)?.get(1)?.as_str().trim().to_owned(),
+        None => raw,
+    };
+    (!value.is_empty()).then_some(value)
+}
+
+fn first_value(scope: ElementRef<'_>, f: &Field, base: &Url) -> Option<String> {
+    f.matches(scope).find_map(|el| attr_or_text(el, f, base))
+}
+
+fn field_text(
+    scope: ElementRef<'_>,
+    f: &Field,
+    base: &Url,
+    name: &str,
+    warnings: &mut Vec<String>,
+) -> Option<String> {
+    let value = if f.all {
+        let all: Vec<String> = f
+            .matches(scope)
+            .filter_map(|el| attr_or_text(el, f, base))
+            .collect();
+        (!all.is_empty()).then(|| all.join(" "))
+    } else {
+        first_value(scope, f, base)
+    };
+    if value.is_none() {
+        let why = if f.regex.is_some() {
+            "matched nothing (or its regex did not match)"
+        } else {
+            "matched nothing"
+        };
+        warnings.push(format!("{name}: {:?} {why}", f.css));
+    }
+    value
+}
+
+fn field_date(
+    scope: ElementRef<'_>,
+    f: &Field,
+    base: &Url,
+    site: &Site,
+    now: DateTime<Utc>,
+    name: &str,
+    warnings: &mut Vec<String>,
+) -> Option<PageDate> {
+    let text = field_text(scope, f, base, name, warnings)?;
+    match date::parse(&text, f.format.as_deref(), site.timezone, now) {
+        Ok(d) => Some(d),
+        Err(e) => {
+            warnings.push(format!("{name}: {e}"));
+            None
+        }
+    }
+}
+
+/// `<meta name=… content=…>` (or `property=`), as TRS-style CMSes fill them.
+fn meta(html: &Html, name: &str) -> Option<String> {
+    static META: std::sync::LazyLock<Selector> =
+        std::sync::LazyLock::new(|| Selector::parse("meta[content]").expect("static selector"));
+    html.select(&META)
+        .find(|m| {
+            let v = m.value();
+            v.attr("name")
+                .or_else(|| v.attr("property"))
+                .is_some_and(|n| n.eq_ignore_ascii_case(name))
+        })
+        .and_then(|m| m.value().attr("content"))
+        .map(|c| normalize_text(std::iter::once(c)))
+        .filter(|c| !c.is_empty())
+}
+
+/// Joins text nodes with whitespace runs (`&nbsp;`, U+3000 too) collapsed to one space.
+pub fn normalize_text<'a>(parts: impl Iterator<Item = &'a str>) -> String {
+    let mut out = String::new();
+    for part in parts {
+        for c in part.chars() {
+            if c.is_whitespace() || c == '\u{a0}' || c == '\u{3000}' {
+                if !out.is_empty() && !out.ends_with(' ') {
+                    out.push(' ');
+                }
+            } else {
+                out.push(c);
+            }
+        }
+    }
+    let trimmed = out.trim_end().len();
+    out.truncate(trimmed);
+    crate::model::xml_safe(&out).into_owned()
+}
