@@ -1,1 +1,730 @@
-//! todo
+//! The command line: parse, then wire the stages. No stage logic lives here.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use chrono::Utc;
+use clap::{Parser, Subcommand};
+use tokio::sync::watch;
+use url::Url;
+
+use crate::config::{self, LogFormat, RawSettings, Settings};
+use crate::extract::{extract_article, extract_list, item_from_entry};
+use crate::fetch::{FetchOutcome, FetchSettings, Fetcher, Manners};
+use crate::fixture_server::{bundled_site_dir, FixtureServer};
+use crate::metrics::Metrics;
+use crate::model::{Item, ListEntry, Page};
+use crate::schedule::{self, Crawler, Scheduler};
+use crate::serve::{self, AppState};
+use crate::site::{self, Site, SiteSet, Source};
+use crate::store::{Outcome, Store};
+
+/// Turns web sites without feeds into Atom feeds.
+#[derive(Debug, Parser)]
+#[command(name = "feedbridge", version, about, long_about = None)]
+pub struct Cli {
+    /// Settings file [default: ./feedbridge.toml when present]
+    #[arg(long, global = true, env = "FEEDBRIDGE_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Crawl every site on its schedule and serve the feeds over HTTP.
+    Serve {
+        #[command(flatten)]
+        settings: RawSettings,
+    },
+    /// Run one pass over the named sites (all by default), print a summary, exit.
+    Crawl {
+        #[command(flatten)]
+        settings: RawSettings,
+        /// A selector file to crawl (repeatable); read like the selectors directory's files.
+        #[arg(long = "site", value_name = "FILE")]
+        site_files: Vec<PathBuf>,
+        /// Site ids from the selectors directory.
+        sites: Vec<String>,
+    },
+    /// Show what a selector file extracts, without touching the store.
+    Preview {
+        /// The selector file.
+        site_file: PathBuf,
+        /// Start from this list page (or feed) instead of the file's `start`.
+        #[arg(long, conflicts_with = "file")]
+        url: Option<Url>,
+        /// Extract one saved page instead of fetching.
+        #[arg(long, requires = "base")]
+        file: Option<PathBuf>,
+        /// The URL the saved page came from (its relative links resolve against it).
+        #[arg(long)]
+        base: Option<Url>,
+        /// Read the saved page as a list or an article page [default: article when the
+        /// file has [article] and its body or title selector matches, else list]
+        #[arg(long = "as", value_name = "KIND", value_parser = ["list", "article"])]
+        kind: Option<String>,
+        /// One JSON object per item, one per line.
+        #[arg(long)]
+        json: bool,
+        /// Article pages fetched at most.
+        #[arg(long, default_value_t = 5)]
+        limit: usize,
+    },
+    /// Validate selector files; print each error as path:line:col: message.
+    Check {
+        /// Files to check [default: every *.toml in the selectors directory]
+        files: Vec<PathBuf>,
+        /// The selectors directory.
+        #[arg(long, env = "FEEDBRIDGE_SELECTORS", default_value = "selectors")]
+        selectors: PathBuf,
+    },
+    /// Serve the bundled fixture site on loopback, crawl it, and serve its feed.
+    Demo {
+        /// Address to serve the feeds on.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: String,
+        /// Store directory [default: a fresh temporary directory]
+        #[arg(long)]
+        data: Option<PathBuf>,
+    },
+    /// Exit 0 when a running feedbridge answers /healthz with 200 (for Docker HEALTHCHECK).
+    Healthcheck {
+        /// The health URL [default: http://<listen>/healthz, from FEEDBRIDGE_LISTEN]
+        #[arg(long)]
+        url: Option<String>,
+    },
+}
+
+/// A failure with its exit code: 2 for usage and configuration, 1 for the rest.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct ConfigFailure {
+    pub message: String,
+}
+
+fn config_failure(message: impl Into<String>) -> anyhow::Error {
+    ConfigFailure {
+        message: message.into(),
+    }
+    .into()
+}
+
+/// Runs the parsed command.
+pub async fn run(cli: Cli) -> Result<()> {
+    let config_file = cli.config.clone();
+    let settings = |raw: RawSettings| -> Result<Settings> {
+        config::load(raw, config_file.as_deref()).map_err(|e| config_failure(e.to_string()))
+    };
+    match cli.command {
+        Command::Serve { settings: raw } => {
+            let s = settings(raw)?;
+            init_logging(s.log_format);
+            serve_cmd(s).await
+        }
+        Command::Crawl {
+            settings: raw,
+            site_files,
+            sites,
+        } => {
+            let s = settings(raw)?;
+            init_logging(s.log_format);
+            crawl_cmd(s, site_files, sites).await
+        }
+        Command::Preview {
+            site_file,
+            url,
+            file,
+            base,
+            kind,
+            json,
+            limit,
+        } => {
+            init_logging(LogFormat::Human);
+            preview_cmd(
+                &site_file,
+                url,
+                file.zip(base),
+                kind.as_deref(),
+                json,
+                limit,
+            )
+            .await
+        }
+        Command::Check { files, selectors } => check_cmd(files, &selectors),
+        Command::Demo { listen, data } => {
+            init_logging(LogFormat::Human);
+            demo_cmd(listen, data).await
+        }
+        Command::Healthcheck { url } => healthcheck_cmd(url).await,
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("info,sled=warn,html5ever=error,selectors=warn")
+    });
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Human => builder.try_init(),
+    };
+}
+
+fn load_site(path: &Path) -> Result<Site> {
+    site::load(path).map_err(|e| config_failure(e.to_string()))
+}
+
+fn open_store(dir: &Path) -> Result<Arc<Store>> {
+    Ok(Arc::new(Store::open(dir)?))
+}
+
+fn crawler(settings: &Settings, store: Arc<Store>, metrics: Arc<Metrics>) -> Result<Arc<Crawler>> {
+    Ok(Arc::new(Crawler {
+        fetcher: Fetcher::new(settings.fetch.clone()).context("cannot build the HTTP client")?,
+        store,
+        default_delay: settings.default_delay,
+        metrics,
+    }))
+}
+
+/// Resolves when SIGINT or SIGTERM arrives.
+async fn termination() {
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => return std::future::pending().await,
+            };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+/// Scheduler + HTTP server until a signal; `watch` reloads a selectors directory.
+async fn run_service(
+    settings: &Settings,
+    store: Arc<Store>,
+    sites: SiteSet,
+    watch_dir: Option<PathBuf>,
+    on_ready: impl FnOnce(std::net::SocketAddr),
+) -> Result<()> {
+    let metrics = Arc::new(Metrics::default());
+    let crawler = crawler(settings, store.clone(), metrics.clone())?;
+    let (sites_tx, sites_rx) = watch::channel(Arc::new(sites));
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let listener = tokio::net::TcpListener::bind(settings.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", settings.listen))?;
+    let addr = listener.local_addr()?;
+
+    let scheduler = Scheduler::new(crawler, settings.concurrency);
+    let heartbeat = scheduler.heartbeat.clone();
+    let scheduler_task = tokio::spawn(scheduler.run(
+        sites_rx.clone(),
+        shutdown_rx.clone(),
+        Duration::from_secs(8),
+    ));
+    let watcher_task = watch_dir.map(|dir| {
+        tokio::spawn(site::watch_dir(
+            dir,
+            sites_tx.clone(),
+            Duration::from_millis(700),
+            shutdown_rx.clone(),
+        ))
+    });
+
+    let state = Arc::new(AppState::new(
+        store.clone(),
+        sites_rx,
+        settings.base_url.clone(),
+        metrics,
+        Some(heartbeat),
+    ));
+    let app = serve::app(state, settings.max_connections);
+    tracing::info!(%addr, "serving");
+    on_ready(addr);
+    let server = tokio::spawn(serve::serve(listener, app, shutdown_rx.clone()));
+    termination().await;
+    tracing::info!("stopping: no new runs, finishing the ones in flight");
+    let _ = shutdown_tx.send(true);
+    let _ = scheduler_task.await;
+    if let Some(w) = watcher_task {
+        let _ = w.await;
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(1), server).await;
+    store.flush().await?;
+    drop(sites_tx);
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn serve_cmd(settings: Settings) -> Result<()> {
+    let store = open_store(&settings.data_dir)?;
+    let dir = &settings.selectors_dir;
+    let sites = SiteSet::load_dir(dir, None).map_err(|e| {
+        config_failure(format!(
+            "{}: cannot read the selectors directory: {e}",
+            dir.display()
+        ))
+    })?;
+    for e in &sites.errors {
+        tracing::error!("selector file not loaded: {e}");
+    }
+    tracing::info!(sites = sites.sites.len(), dir = %dir.display(), "selectors loaded");
+    run_service(&settings, store, sites, Some(dir.clone()), |_| {}).await
+}
+
+async fn crawl_cmd(settings: Settings, files: Vec<PathBuf>, ids: Vec<String>) -> Result<()> {
+    let mut sites: Vec<Arc<Site>> = Vec::new();
+    for f in &files {
+        sites.push(Arc::new(load_site(f)?));
+    }
+    if !ids.is_empty() || files.is_empty() {
+        let set = SiteSet::load_dir(&settings.selectors_dir, None)
+            .map_err(|e| config_failure(format!("{}: {e}", settings.selectors_dir.display())))?;
+        if let Some(e) = set.errors.first() {
+            if ids.is_empty() {
+                for e in &set.errors {
+                    eprintln!("{e}");
+                }
+            } else if ids
+                .iter()
+                .any(|id| e.path.file_stem().and_then(|s| s.to_str()) == Some(id))
+            {
+                bail!(config_failure(e.to_string()));
+            }
+        }
+        for id in &ids {
+            let site = set.sites.get(id).ok_or_else(|| {
+                config_failure(format!(
+                    "no site {id:?} in {}",
+                    settings.selectors_dir.display()
+                ))
+            })?;
+            sites.push(site.clone());
+        }
+        if ids.is_empty() && files.is_empty() {
+            sites.extend(set.sites.values().cloned());
+        }
+    }
+    let store = open_store(&settings.data_dir)?;
+    let crawler = crawler(&settings, store.clone(), Arc::new(Metrics::default()))?;
+    let bars = progress::Bars::new(std::io::stderr().is_terminal());
+    let slots = Arc::new(tokio::sync::Semaphore::new(settings.concurrency));
+    let mut runs = tokio::task::JoinSet::new();
+    for site in sites {
+        let crawler = crawler.clone();
+        let slots = slots.clone();
+        let bar = bars.bar(&site.id);
+        runs.spawn(async move {
+            let _permit = slots.acquire_owned().await;
+            let status = schedule::refresh(&site, &crawler, &bar).await;
+            bar.finish();
+            (site.id.clone(), status)
+        });
+    }
+    let mut results = Vec::new();
+    while let Some(r) = runs.join_next().await {
+        results.push(r.context("a crawl task panicked")?);
+    }
+    results.sort_by(|a, b| a.0.cmp(&b.0));
+    store.flush().await?;
+    let mut failed = 0;
+    for (id, status) in &results {
+        println!("{}", schedule::summary_line(id, status));
+        for w in status.warnings.iter().take(5) {
+            println!("  warning: {w}");
+        }
+        failed += usize::from(matches!(
+            status.outcome,
+            Outcome::Failed | Outcome::SelectorsMatchedNothing
+        ));
+    }
+    if failed > 0 {
+        bail!("{failed} of {} sites failed", results.len());
+    }
+    Ok(())
+}
+
+mod progress {
+    //! indicatif bars on a terminal, nothing otherwise (logs carry the story in a pipe).
+    use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+    use url::Url;
+
+    pub struct Bars(Option<MultiProgress>);
+
+    impl Bars {
+        pub fn new(terminal: bool) -> Self {
+            Bars(terminal.then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr())))
+        }
+
+        pub fn bar(&self, site: &str) -> Bar {
+            Bar(self.0.as_ref().map(|m| {
+                let bar = m.add(ProgressBar::new(0));
+                let style =
+                    ProgressStyle::with_template("{prefix:>16} [{bar:30}] {pos}/{len} {msg}")
+                        .unwrap_or_else(|_| ProgressStyle::default_bar());
+                bar.set_style(style.progress_chars("=> "));
+                bar.set_prefix(site.to_owned());
+                bar
+            }))
+        }
+    }
+
+    pub struct Bar(Option<ProgressBar>);
+
+    impl Bar {
+        pub fn finish(&self) {
+            if let Some(b) = &self.0 {
+                b.finish_and_clear();
+            }
+        }
+    }
+
+    impl crate::schedule::Progress for Bar {
+        fn page(&self, url: &Url) {
+            if let Some(b) = &self.0 {
+                b.set_message(url.to_string());
+            }
+        }
+        fn planned(&self, n: usize) {
+            if let Some(b) = &self.0 {
+                b.set_length(n as u64);
+            }
+        }
+        fn article_done(&self) {
+            if let Some(b) = &self.0 {
+                b.inc(1);
+            }
+        }
+    }
+}
+
+async fn preview_cmd(
+    path: &Path,
+    url: Option<Url>,
+    saved: Option<(PathBuf, Url)>,
+    kind: Option<&str>,
+    json: bool,
+    limit: usize,
+) -> Result<()> {
+    let site = load_site(path)?;
+    let fetcher = Fetcher::new(FetchSettings::default())?;
+    let manners = Manners {
+        delay: site.delay.unwrap_or(Duration::from_secs(1)),
+        robots: site.robots,
+    };
+    let now = Utc::now();
+    let mut items: Vec<Item> = Vec::new();
+    let mut notes: Vec<String> = Vec::new();
+
+    if let Some((file, base)) = saved {
+        let body =
+            std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+        let page = Page {
+            url: base,
+            body: body.into(),
+            content_type: None,
+        };
+        items = preview_saved(&site, &page, kind, now, &mut notes);
+    } else {
+        let start = url.unwrap_or_else(|| site.start_urls().remove(0));
+        let entries = preview_list(&site, &fetcher, manners, start, &mut notes).await?;
+        for entry in entries.iter().take(limit) {
+            let Some(url) = &entry.url else { continue };
+            let item = match &site.article {
+                Some(rules) => match fetcher.get(url, None, manners).await {
+                    Ok(FetchOutcome::Page { page, .. }) => {
+                        extract_article(&page, &site, rules, entry, now)
+                    }
+                    Ok(FetchOutcome::NotModified) => continue,
+                    Err(e) => {
+                        let mut item = item_from_entry(entry, &site);
+                        item.warnings.push(format!("article not fetched: {e}"));
+                        item
+                    }
+                },
+                None => item_from_entry(entry, &site),
+            };
+            items.push(item);
+        }
+        if entries.len() > limit {
+            notes.push(format!(
+                "{} more items on the list (raise --limit to see them)",
+                entries.len() - limit
+            ));
+        }
+    }
+    if json {
+        for item in &items {
+            println!("{}", preview_json(item));
+        }
+    } else {
+        print_table(&site, &items);
+    }
+    for n in notes {
+        eprintln!("note: {n}");
+    }
+    Ok(())
+}
+
+/// Reads the list pages (following `next` up to `max_pages`) or the upstream feed.
+async fn preview_list(
+    site: &Site,
+    fetcher: &Fetcher,
+    manners: Manners,
+    start: Url,
+    notes: &mut Vec<String>,
+) -> Result<Vec<ListEntry>> {
+    let mut entries = Vec::new();
+    let mut url = start;
+    let (rules, max_pages) = match &site.source {
+        Source::List { rules, .. } => (Some(rules), rules.max_pages),
+        Source::Feed { .. } => (None, 1),
+    };
+    for _ in 0..max_pages {
+        let page = match fetcher.get(&url, None, manners).await? {
+            FetchOutcome::Page { page, .. } => page,
+            FetchOutcome::NotModified => break,
+        };
+        let Some(rules) = rules else {
+            entries.extend(crate::upstream::entries(&page, site, Utc::now())?);
+            break;
+        };
+        let list = extract_list(&page, site, rules, Utc::now());
+        if list.matched == 0 {
+            notes.push(format!(
+                "list.item {:?} matched nothing on {url}",
+                rules.item_css
+            ));
+        }
+        notes.extend(list.warnings);
+        entries.extend(list.entries);
+        match list.next {
+            Some(next) => url = next,
+            None => break,
+        }
+    }
+    Ok(entries)
+}
+
+fn preview_saved(
+    site: &Site,
+    page: &Page,
+    kind: Option<&str>,
+    now: chrono::DateTime<Utc>,
+    notes: &mut Vec<String>,
+) -> Vec<Item> {
+    let list_rules = match &site.source {
+        Source::List { rules, .. } => Some(rules),
+        Source::Feed { .. } => None,
+    };
+    let as_article = match kind {
+        Some(k) => k == "article",
+        None => site.article.as_ref().is_some_and(|a| {
+            let doc = crate::extract::Document::parse(page, site);
+            let root = doc.html.root_element();
+            [&a.body, &a.title]
+                .into_iter()
+                .flatten()
+                .any(|f| f.matches(root).next().is_some())
+        }),
+    };
+    match (as_article, &site.article, list_rules) {
+        (true, Some(rules), _) => {
+            let entry = ListEntry {
+                url: Some(crate::model::canonical_url(&page.url)),
+                ..ListEntry::default()
+            };
+            vec![extract_article(page, site, rules, &entry, now)]
+        }
+        (_, _, Some(rules)) => {
+            let list = extract_list(page, site, rules, now);
+            notes.extend(list.warnings);
+            if let Some(next) = list.next {
+                notes.push(format!("next page: {next}"));
+            }
+            list.entries
+                .iter()
+                .map(|e| item_from_entry(e, site))
+                .collect()
+        }
+        _ => match crate::upstream::entries(page, site, now) {
+            Ok(entries) => entries.iter().map(|e| item_from_entry(e, site)).collect(),
+            Err(e) => {
+                notes.push(e.to_string());
+                Vec::new()
+            }
+        },
+    }
+}
+
+/// The preview contract: url, title, published, source, images, content, warnings.
+pub fn preview_json(item: &Item) -> String {
+    serde_json::json!({
+        "url": item.url,
+        "title": item.title,
+        "published": item.published.map(|p| p.to_rfc3339()),
+        "source": item.source,
+        "images": item.images,
+        "content": item.content,
+        "warnings": item.warnings,
+    })
+    .to_string()
+}
+
+fn print_table(site: &Site, items: &[Item]) {
+    println!("{} ({}): {} items", site.title, site.id, items.len());
+    for (i, item) in items.iter().enumerate() {
+        let body_chars = item.content.as_deref().map_or(0, |c| c.chars().count());
+        println!();
+        println!(
+            "#{:<3} {}",
+            i + 1,
+            item.title.as_deref().unwrap_or("(no title)")
+        );
+        println!(
+            "     date    {}",
+            item.published.map_or("(none)".into(), |p| p.to_rfc3339())
+        );
+        println!(
+            "     source  {}",
+            item.source.as_deref().unwrap_or("(none)")
+        );
+        println!("     body    {body_chars} characters of HTML");
+        println!("     images  {}", item.images.len());
+        for img in &item.images {
+            println!("             {img}");
+        }
+        println!("     url     {}", item.url);
+        for w in &item.warnings {
+            println!("     warning {w}");
+        }
+    }
+}
+
+fn check_cmd(files: Vec<PathBuf>, dir: &Path) -> Result<()> {
+    let files = if files.is_empty() {
+        site::selector_files(dir).map_err(|e| {
+            config_failure(format!("{}: cannot read the directory: {e}", dir.display()))
+        })?
+    } else {
+        files
+    };
+    let mut bad = 0;
+    for f in &files {
+        match site::load(f) {
+            Ok(s) => println!(
+                "ok {} ({}): {} start URL(s), schedule {:?}, zone {}",
+                f.display(),
+                s.id,
+                s.start_urls().len(),
+                s.schedule.as_str(),
+                s.timezone
+            ),
+            Err(e) => {
+                bad += 1;
+                eprintln!("{e}");
+            }
+        }
+    }
+    if bad > 0 {
+        bail!(config_failure(format!(
+            "{bad} of {} selector files have errors",
+            files.len()
+        )));
+    }
+    Ok(())
+}
+
+async fn demo_cmd(listen: String, data: Option<PathBuf>) -> Result<()> {
+    let settings = config::resolve(RawSettings {
+        listen: Some(listen),
+        ..RawSettings::default()
+    })
+    .map_err(|e| config_failure(e.to_string()))?;
+    let (data_dir, temporary) = match data {
+        Some(d) => (d, false),
+        None => (
+            std::env::temp_dir().join(format!("feedbridge-demo-{}", std::process::id())),
+            true,
+        ),
+    };
+    let fixture_dir = bundled_site_dir();
+    let fixture = FixtureServer::start(&fixture_dir, 0)
+        .await
+        .context("cannot start the fixture site server")?;
+    let selector = bundled_selector();
+    let mut site = load_site(&selector)?;
+    site.rebase(&Url::parse(&fixture.origin())?);
+    let mut sites = SiteSet::default();
+    sites.sites.insert(site.id.clone(), Arc::new(site));
+    let store = open_store(&data_dir)?;
+    let settings = Settings {
+        data_dir: data_dir.clone(),
+        ..settings
+    };
+    let fixture_origin = fixture.origin();
+    let result = run_service(&settings, store, sites, None, |addr| {
+        println!("feedbridge demo");
+        println!("  fixture site  {fixture_origin}/utf8/gzdt/ (and a GBK copy under /gbk/)");
+        println!("  index         http://{addr}/");
+        println!("  feed          http://{addr}/feeds/fixture-gzdt.atom");
+        println!("  status        http://{addr}/status.json");
+        println!("Press Ctrl-C to stop.");
+    })
+    .await;
+    drop(fixture);
+    if temporary {
+        let _ = std::fs::remove_dir_all(&data_dir);
+    }
+    result
+}
+
+/// The bundled fixture site's selector file.
+fn bundled_selector() -> PathBuf {
+    let here = PathBuf::from("selectors/fixture-gzdt.toml");
+    if here.is_file() {
+        here
+    } else {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("selectors/fixture-gzdt.toml")
+    }
+}
+
+async fn healthcheck_cmd(url: Option<String>) -> Result<()> {
+    let url = match url {
+        Some(u) => u,
+        None => {
+            let listen =
+                std::env::var("FEEDBRIDGE_LISTEN").unwrap_or_else(|_| "127.0.0.1:8080".into());
+            let listen = listen
+                .replace("0.0.0.0", "127.0.0.1")
+                .replace("[::]", "[::1]");
+            format!("http://{listen}/healthz")
+        }
+    };
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()?;
+    let response = client
+        .get(&url)
+        .send()
+        .await
+        .with_context(|| format!("{url}: no answer"))?;
+    if !response.status().is_success() {
+        bail!("{url}: HTTP {}", response.status());
+    }
+    Ok(())
+}

@@ -22,6 +22,7 @@ pub mod extract;
 pub mod feed;
 pub mod fetch;
 pub mod fixture_server;
+pub mod metrics;
 pub mod model;
 pub mod schedule;
 pub mod serve;

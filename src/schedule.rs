@@ -1,1 +1,552 @@
-//! todo
+//! When and how a site is refreshed.
+//!
+//! [`refresh`] is the only place that calls fetch, extract and store together; it never
+//! fails, it records. The [`Scheduler`] only decides *when*: one task per site sleeps
+//! until the site's next cron time (plus a per-site jitter, so 200 sites on `*/30` do not
+//! fire in the same second), takes a slot of the global concurrency cap, and runs it.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::{watch, Semaphore};
+use url::Url;
+
+use crate::extract::{extract_article, extract_list, item_from_entry};
+use crate::fetch::{FetchError, FetchOutcome, Fetcher, Manners};
+use crate::model::{ListEntry, Validators};
+use crate::site::{Site, SiteSet, Source};
+use crate::store::{Outcome, RunStatus, Store, Upsert};
+use crate::upstream;
+
+/// What a refresh needs: the shared fetcher and store.
+pub struct Crawler {
+    pub fetcher: Fetcher,
+    pub store: Arc<Store>,
+    pub default_delay: Duration,
+    pub metrics: Arc<crate::metrics::Metrics>,
+}
+
+/// Progress events for a terminal progress bar; the scheduler ignores them.
+pub trait Progress: Send + Sync {
+    fn page(&self, _url: &Url) {}
+    fn planned(&self, _articles: usize) {}
+    fn article_done(&self) {}
+}
+
+/// No progress display.
+pub struct Quiet;
+impl Progress for Quiet {}
+
+/// Fetches, extracts and stores one site; records and returns the run's status.
+pub async fn refresh(site: &Site, crawler: &Crawler, progress: &dyn Progress) -> RunStatus {
+    let started = Utc::now();
+    let store = &crawler.store;
+    let previous = store.run_status(&site.id).ok().flatten();
+    let mut run = Run::new(started);
+    let manners = Manners {
+        delay: site.delay.unwrap_or(crawler.default_delay),
+        robots: site.robots,
+    };
+
+    let (entries, list_validators) = read_lists(site, crawler, manners, &mut run, progress).await;
+    let entries = dedup(entries);
+    progress.planned(entries.len());
+    let mut fresh = 0;
+    for entry in &entries {
+        let Some(url) = &entry.url else { continue };
+        run.status.items_seen += 1;
+        let aliases: Vec<String> = entry
+            .upstream
+            .iter()
+            .filter_map(|u| u.guid.clone())
+            .collect();
+        match store.is_known(&site.id, url.as_str(), &aliases) {
+            Ok(true) if !site.revisit => {
+                run.status.unchanged += 1;
+                progress.article_done();
+                continue;
+            }
+            Err(e) => {
+                run.fail("store", e.to_string());
+                break;
+            }
+            _ => {}
+        }
+        let item = match &site.article {
+            Some(rules) => match crawler.fetcher.get(url, None, manners).await {
+                Ok(FetchOutcome::Page { page, .. }) => {
+                    run.status.pages_fetched += 1;
+                    extract_article(&page, site, rules, entry, Utc::now())
+                }
+                Ok(FetchOutcome::NotModified) => continue,
+                Err(e) => {
+                    run.status.articles_failed += 1;
+                    run.warn(format!("article {url}: {e}"));
+                    run.last_article_error = Some(e);
+                    progress.article_done();
+                    continue;
+                }
+            },
+            None => item_from_entry(entry, site),
+        };
+        run.count_fields(&item);
+        for w in item.warnings.iter().take(3) {
+            run.warn(format!("{}: {w}", item.url));
+        }
+        match store.upsert(&site.id, &item, Utc::now()) {
+            Ok(Upsert::New) => {
+                run.status.new += 1;
+                fresh += 1;
+            }
+            Ok(Upsert::Updated) => run.status.updated += 1,
+            Ok(Upsert::Unchanged) => run.status.unchanged += 1,
+            Err(e) => run.fail("store", e.to_string()),
+        }
+        progress.article_done();
+    }
+    if let Err(e) = store.prune(&site.id, site.keep_items) {
+        run.fail("store", e.to_string());
+    }
+    // Items first, validators after: a crash in between costs a full re-read next time,
+    // never a 304 that hides items that were not stored. A failed article keeps the
+    // list un-validated too, so the next run retries it.
+    if let Err(e) = store.flush().await {
+        run.fail("store", e.to_string());
+    }
+    if run.status.articles_failed == 0 && run.fatal.is_none() {
+        for (url, v) in &list_validators {
+            if let Err(e) = store.set_validators(url.as_str(), v) {
+                run.fail("store", e.to_string());
+            }
+        }
+    }
+    let status = run.finish(previous.as_ref(), entries.is_empty(), fresh);
+    record_metrics(&crawler.metrics, &site.id, &status);
+    if let Err(e) = store.set_run_status(&site.id, &status) {
+        tracing::error!(site = %site.id, error = %e, "cannot record run status");
+    }
+    if let Err(e) = store.flush().await {
+        tracing::error!(site = %site.id, error = %e, "cannot flush the store");
+    }
+    status
+}
+
+/// Reads the list pages (following `next` up to `max_pages`) or the upstream feed.
+async fn read_lists(
+    site: &Site,
+    crawler: &Crawler,
+    manners: Manners,
+    run: &mut Run,
+    progress: &dyn Progress,
+) -> (Vec<ListEntry>, Vec<(Url, Validators)>) {
+    let mut entries = Vec::new();
+    let mut validators = Vec::new();
+    let (starts, max_pages) = match &site.source {
+        Source::List { start, rules } => (start.clone(), rules.max_pages),
+        Source::Feed { url } => (vec![url.clone()], 1),
+    };
+    for start in starts {
+        let mut url = start;
+        let mut visited = HashSet::new();
+        for page_no in 0..max_pages {
+            if !visited.insert(url.to_string()) {
+                break;
+            }
+            progress.page(&url);
+            let known = crawler.store.validators(url.as_str()).ok().flatten();
+            let page = match crawler.fetcher.get(&url, known.as_ref(), manners).await {
+                Ok(FetchOutcome::NotModified) => {
+                    run.status.not_modified += 1;
+                    break;
+                }
+                Ok(FetchOutcome::Page {
+                    page,
+                    validators: v,
+                }) => {
+                    run.status.pages_fetched += 1;
+                    validators.push((url.clone(), v));
+                    page
+                }
+                Err(e) => {
+                    run.fail(e.class(), e.to_string());
+                    break;
+                }
+            };
+            match &site.source {
+                Source::List { rules, .. } => {
+                    let list = extract_list(&page, site, rules, Utc::now());
+                    if list.matched == 0 && page_no == 0 {
+                        run.matched_nothing = Some(format!(
+                            "{url}: list.item {:?} matched nothing; the site probably changed its markup",
+                            rules.item_css
+                        ));
+                    }
+                    for w in list.warnings.into_iter().take(5) {
+                        run.warn(w);
+                    }
+                    entries.extend(list.entries);
+                    match list.next {
+                        Some(next) => url = next,
+                        None => break,
+                    }
+                }
+                Source::Feed { .. } => match upstream::entries(&page, site, Utc::now()) {
+                    Ok(list) if list.is_empty() => {
+                        run.matched_nothing =
+                            Some(format!("{url}: the upstream feed has no entries"));
+                    }
+                    Ok(list) => entries.extend(list),
+                    Err(e) => {
+                        validators.clear();
+                        run.fail("upstream", e.to_string());
+                    }
+                },
+            }
+        }
+    }
+    (entries, validators)
+}
+
+fn dedup(entries: Vec<ListEntry>) -> Vec<ListEntry> {
+    let mut seen = HashSet::new();
+    entries
+        .into_iter()
+        .filter(|e| e.url.as_ref().is_some_and(|u| seen.insert(u.to_string())))
+        .collect()
+}
+
+/// A run in progress.
+struct Run {
+    status: RunStatus,
+    fatal: Option<(String, String)>,
+    matched_nothing: Option<String>,
+    last_article_error: Option<FetchError>,
+}
+
+impl Run {
+    fn new(started: DateTime<Utc>) -> Self {
+        Run {
+            status: RunStatus {
+                started,
+                finished: started,
+                outcome: Outcome::Ok,
+                pages_fetched: 0,
+                not_modified: 0,
+                items_seen: 0,
+                new: 0,
+                updated: 0,
+                unchanged: 0,
+                articles_failed: 0,
+                with_title: 0,
+                with_date: 0,
+                with_source: 0,
+                with_body: 0,
+                warnings: Vec::new(),
+                last_error: None,
+                error_class: None,
+                consecutive_failures: 0,
+                last_success: None,
+            },
+            fatal: None,
+            matched_nothing: None,
+            last_article_error: None,
+        }
+    }
+
+    fn warn(&mut self, w: String) {
+        if self.status.warnings.len() < 20 {
+            self.status.warnings.push(w);
+        }
+    }
+
+    fn fail(&mut self, class: &str, message: String) {
+        if self.fatal.is_none() {
+            self.fatal = Some((class.to_owned(), message));
+        }
+    }
+
+    fn count_fields(&mut self, item: &crate::model::Item) {
+        let s = &mut self.status;
+        s.with_title += u32::from(item.title.is_some());
+        s.with_date += u32::from(item.published.is_some());
+        s.with_source += u32::from(item.source.is_some());
+        s.with_body += u32::from(item.content.is_some());
+    }
+
+    fn finish(mut self, previous: Option<&RunStatus>, no_entries: bool, fresh: u32) -> RunStatus {
+        let s = &mut self.status;
+        s.finished = Utc::now();
+        let all_articles_failed = s.articles_failed > 0 && s.new + s.updated + s.unchanged == 0;
+        if all_articles_failed && self.fatal.is_none() {
+            if let Some(e) = self.last_article_error.take() {
+                self.fatal = Some((
+                    e.class().to_owned(),
+                    format!("every article failed; last: {e}"),
+                ));
+            }
+        }
+        s.outcome = if let Some((class, message)) = self.fatal.take() {
+            s.error_class = Some(class);
+            s.last_error = Some(message);
+            Outcome::Failed
+        } else if let (Some(m), true) = (self.matched_nothing.take(), no_entries) {
+            s.error_class = Some("selectors".into());
+            s.last_error = Some(m);
+            Outcome::SelectorsMatchedNothing
+        } else if s.pages_fetched == 0 && s.not_modified > 0 {
+            Outcome::NotModified
+        } else if fresh + s.updated > 0 {
+            Outcome::Ok
+        } else {
+            Outcome::NoNewItems
+        };
+        let failed = matches!(
+            s.outcome,
+            Outcome::Failed | Outcome::SelectorsMatchedNothing
+        );
+        s.consecutive_failures = if failed {
+            previous.map_or(0, |p| p.consecutive_failures) + 1
+        } else {
+            0
+        };
+        s.last_success = if failed {
+            previous.and_then(|p| p.last_success)
+        } else {
+            Some(s.finished)
+        };
+        self.status
+    }
+}
+
+fn record_metrics(m: &crate::metrics::Metrics, site: &str, s: &RunStatus) {
+    let outcome = format!("{:?}", s.outcome);
+    m.add(
+        "feedbridge_runs_total",
+        &[("site", site), ("outcome", &outcome)],
+        1.0,
+    );
+    let secs = (s.finished - s.started).num_milliseconds() as f64 / 1000.0;
+    m.add("feedbridge_run_seconds_total", &[("site", site)], secs);
+    m.add(
+        "feedbridge_items_new_total",
+        &[("site", site)],
+        f64::from(s.new),
+    );
+    m.add(
+        "feedbridge_items_updated_total",
+        &[("site", site)],
+        f64::from(s.updated),
+    );
+    m.add(
+        "feedbridge_pages_fetched_total",
+        &[("site", site)],
+        f64::from(s.pages_fetched),
+    );
+    m.add(
+        "feedbridge_pages_not_modified_total",
+        &[("site", site)],
+        f64::from(s.not_modified),
+    );
+    if let Some(class) = &s.error_class {
+        m.add(
+            "feedbridge_run_errors_total",
+            &[("site", site), ("class", class)],
+            1.0,
+        );
+    }
+}
+
+/// One line per run, for logs and `crawl`'s summary.
+pub fn summary_line(site: &str, s: &RunStatus) -> String {
+    let mut line = format!(
+        "{site}: {:?} in {:.1}s; pages {} (304: {}), items new {} / updated {} / unchanged {}, articles failed {}, warnings {}",
+        s.outcome,
+        (s.finished - s.started).num_milliseconds() as f64 / 1000.0,
+        s.pages_fetched,
+        s.not_modified,
+        s.new,
+        s.updated,
+        s.unchanged,
+        s.articles_failed,
+        s.warnings.len()
+    );
+    if let Some(e) = &s.last_error {
+        line.push_str("; error: ");
+        line.push_str(e);
+    }
+    line
+}
+
+/// A site's next run time: at once when it never ran or is overdue, else its next cron
+/// time plus a stable per-site jitter.
+pub fn next_run(site: &Site, last: Option<&RunStatus>, now: DateTime<Utc>) -> DateTime<Utc> {
+    let Some(last) = last else { return now };
+    match site.schedule.next_after(last.started, site.timezone) {
+        Some(due) if due <= now => now,
+        _ => {
+            let Some(next) = site.schedule.next_after(now, site.timezone) else {
+                return now + chrono::Duration::days(365);
+            };
+            let interval = site
+                .schedule
+                .next_after(next, site.timezone)
+                .map_or(0, |n| (n - next).num_milliseconds());
+            let span = (interval / 10).clamp(0, 30_000) as u64;
+            let hash = u64::from_le_bytes(
+                blake3::hash(site.id.as_bytes()).as_bytes()[..8]
+                    .try_into()
+                    .unwrap_or([0; 8]),
+            );
+            let jitter = if span == 0 { 0 } else { hash % span };
+            next + chrono::Duration::milliseconds(jitter as i64)
+        }
+    }
+}
+
+/// Runs every site on its schedule; follows hot reloads; stops on shutdown.
+pub struct Scheduler {
+    crawler: Arc<Crawler>,
+    slots: Arc<Semaphore>,
+    /// Unix seconds of the scheduler loop's last turn, for `/healthz`.
+    pub heartbeat: Arc<AtomicI64>,
+}
+
+struct SiteTask {
+    fingerprint: [u8; 32],
+    stop: watch::Sender<bool>,
+    handle: tokio::task::JoinHandle<()>,
+}
+
+impl Scheduler {
+    pub fn new(crawler: Arc<Crawler>, concurrency: usize) -> Self {
+        Scheduler {
+            crawler,
+            slots: Arc::new(Semaphore::new(concurrency)),
+            heartbeat: Arc::new(AtomicI64::new(Utc::now().timestamp())),
+        }
+    }
+
+    /// Runs until `shutdown` turns true; then lets in-flight runs finish (at most `grace`).
+    pub async fn run(
+        self,
+        mut sites: watch::Receiver<Arc<SiteSet>>,
+        mut shutdown: watch::Receiver<bool>,
+        grace: Duration,
+    ) {
+        let mut tasks: HashMap<String, SiteTask> = HashMap::new();
+        loop {
+            let current = sites.borrow_and_update().clone();
+            self.reconcile(&mut tasks, &current.sites, &shutdown);
+            self.heartbeat
+                .store(Utc::now().timestamp(), Ordering::Relaxed);
+            tokio::select! {
+                changed = sites.changed() => if changed.is_err() { break },
+                _ = shutdown.changed() => break,
+                _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+            }
+            if *shutdown.borrow() {
+                break;
+            }
+        }
+        for t in tasks.values() {
+            let _ = t.stop.send(true);
+        }
+        let all = futures_util::future::join_all(tasks.into_values().map(|t| t.handle));
+        if tokio::time::timeout(grace, all).await.is_err() {
+            tracing::warn!(
+                "some runs did not finish within {grace:?}; their stored items are kept"
+            );
+        }
+        let _ = self.crawler.store.flush().await;
+    }
+
+    fn reconcile(
+        &self,
+        tasks: &mut HashMap<String, SiteTask>,
+        sites: &BTreeMap<String, Arc<Site>>,
+        shutdown: &watch::Receiver<bool>,
+    ) {
+        tasks.retain(|id, t| {
+            let keep = sites
+                .get(id)
+                .is_some_and(|s| s.fingerprint == t.fingerprint);
+            if !keep {
+                // The run in flight finishes with the rules it started with.
+                let _ = t.stop.send(true);
+            }
+            keep
+        });
+        for (id, site) in sites {
+            if tasks.contains_key(id) {
+                continue;
+            }
+            let (stop, stop_rx) = watch::channel(false);
+            let handle = tokio::spawn(site_loop(
+                site.clone(),
+                self.crawler.clone(),
+                self.slots.clone(),
+                stop_rx,
+                shutdown.clone(),
+            ));
+            tasks.insert(
+                id.clone(),
+                SiteTask {
+                    fingerprint: site.fingerprint,
+                    stop,
+                    handle,
+                },
+            );
+        }
+    }
+}
+
+async fn site_loop(
+    site: Arc<Site>,
+    crawler: Arc<Crawler>,
+    slots: Arc<Semaphore>,
+    mut stop: watch::Receiver<bool>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        let last = crawler.store.run_status(&site.id).ok().flatten();
+        let due = next_run(&site, last.as_ref(), Utc::now());
+        let wait = (due - Utc::now()).to_std().unwrap_or(Duration::ZERO);
+        tracing::debug!(site = %site.id, %due, "next run");
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = stop.changed() => return,
+            _ = shutdown.changed() => return,
+        }
+        let permit = tokio::select! {
+            p = slots.clone().acquire_owned() => p,
+            _ = stop.changed() => return,
+            _ = shutdown.changed() => return,
+        };
+        if *stop.borrow() || *shutdown.borrow() {
+            return;
+        }
+        let status = refresh(&site, &crawler, &Quiet).await;
+        drop(permit);
+        log_run(&site.id, &status);
+    }
+}
+
+/// The one log line per run.
+pub fn log_run(site: &str, status: &RunStatus) {
+    let line = summary_line(site, status);
+    match status.outcome {
+        Outcome::Failed | Outcome::SelectorsMatchedNothing => {
+            tracing::error!(site, outcome = ?status.outcome, "{line}")
+        }
+        _ if !status.warnings.is_empty() => {
+            tracing::info!(site, outcome = ?status.outcome, "{line}");
+            for w in status.warnings.iter().take(5) {
+                tracing::warn!(site, "{w}");
+            }
+        }
+        _ => tracing::info!(site, outcome = ?status.outcome, "{line}"),
+    }
+}

@@ -225,7 +225,7 @@ pub fn extract_article(
     Item {
         url,
         title,
-        published: date.map(|d| d.at),
+        published: date.map(|d| in_zone(d, site)),
         date_only: date.is_some_and(|d| d.date_only),
         source,
         content,
@@ -236,8 +236,14 @@ pub fn extract_article(
     }
 }
 
+/// Every date leaves extraction in the site's zone, so feeds show Beijing time as +08:00
+/// whatever offset the page or upstream feed used.
+fn in_zone(d: PageDate, site: &Site) -> chrono::DateTime<chrono::FixedOffset> {
+    d.at.with_timezone(&site.timezone).fixed_offset()
+}
+
 /// An item from the list page alone (a site without `[article]`).
-pub fn item_from_entry(entry: &ListEntry) -> Item {
+pub fn item_from_entry(entry: &ListEntry, site: &Site) -> Item {
     let upstream = entry.upstream.clone().unwrap_or_default();
     Item {
         url: entry
@@ -246,7 +252,7 @@ pub fn item_from_entry(entry: &ListEntry) -> Item {
             .map(|u| u.to_string())
             .unwrap_or_default(),
         title: entry.title.clone(),
-        published: entry.date.map(|d| d.at),
+        published: entry.date.map(|d| in_zone(d, site)),
         date_only: entry.date.is_some_and(|d| d.date_only),
         source: upstream.author,
         content: upstream.content.or(upstream.summary),

@@ -50,6 +50,8 @@ pub struct Field {
 #[derive(Debug, Clone)]
 pub struct ListRules {
     pub item: Selector,
+    /// The `item` CSS as written, for messages.
+    pub item_css: String,
     pub link: Field,
     pub title: Option<Field>,
     pub date: Option<Field>,
@@ -463,6 +465,7 @@ impl Ctx<'_> {
         };
         Ok(ListRules {
             item: self.selector(list.item.get_ref(), list.item.span().start)?,
+            item_css: list.item.get_ref().clone(),
             link: self.field(&list.link, "link", Some("href"))?,
             title: list
                 .title
@@ -736,6 +739,114 @@ remove = ["script"]
         assert!(is_valid_site_id("henan-gzdt2"));
         for bad in ["", "-a", "A", "a_b", "a.b", "..", "a/b"] {
             assert!(!is_valid_site_id(bad), "{bad}");
+        }
+    }
+}
+
+/// Every site of a selectors directory, plus the files that failed to load.
+#[derive(Debug, Clone, Default)]
+pub struct SiteSet {
+    pub sites: std::collections::BTreeMap<String, std::sync::Arc<Site>>,
+    pub errors: Vec<SiteError>,
+}
+
+impl SiteSet {
+    /// Loads every selector file of `dir`. A file that fails keeps the site it had in
+    /// `previous` (its last good rules), and its error is listed.
+    pub fn load_dir(dir: &Path, previous: Option<&SiteSet>) -> std::io::Result<SiteSet> {
+        let mut set = SiteSet::default();
+        for path in selector_files(dir)? {
+            match load(&path) {
+                Ok(site) => {
+                    let site = match previous.and_then(|p| p.sites.get(&site.id)) {
+                        Some(old) if old.fingerprint == site.fingerprint => old.clone(),
+                        _ => std::sync::Arc::new(site),
+                    };
+                    set.sites.insert(site.id.clone(), site);
+                }
+                Err(e) => {
+                    let id = path
+                        .file_stem()
+                        .and_then(|s| s.to_str())
+                        .unwrap_or_default();
+                    if let Some(old) = previous.and_then(|p| p.sites.get(id)) {
+                        set.sites.insert(id.to_owned(), old.clone());
+                    }
+                    set.errors.push(e);
+                }
+            }
+        }
+        Ok(set)
+    }
+}
+
+/// A cheap signature of a directory's selector files (names, sizes, modification times),
+/// polled to notice edits, additions, deletions and saves by rename.
+pub fn dir_signature(dir: &Path) -> Vec<(PathBuf, u64, Option<std::time::SystemTime>)> {
+    selector_files(dir)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|p| {
+            let meta = std::fs::metadata(&p).ok();
+            let size = meta.as_ref().map_or(0, std::fs::Metadata::len);
+            let modified = meta.and_then(|m| m.modified().ok());
+            (p, size, modified)
+        })
+        .collect()
+}
+
+/// Reloads `dir` whenever its files change and have been still for one poll interval
+/// (editors that write in several steps must not get a half file applied), publishing
+/// each new set on `tx`. Polling, not inotify: it also works on bind mounts and NFS.
+pub async fn watch_dir(
+    dir: PathBuf,
+    tx: tokio::sync::watch::Sender<std::sync::Arc<SiteSet>>,
+    interval: Duration,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut applied = dir_signature(&dir);
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = shutdown.changed() => return,
+        }
+        let now = dir_signature(&dir);
+        if now == applied {
+            continue;
+        }
+        // Wait until the files stop changing.
+        tokio::time::sleep(interval).await;
+        if dir_signature(&dir) != now {
+            continue;
+        }
+        let previous = tx.borrow().clone();
+        match SiteSet::load_dir(&dir, Some(&previous)) {
+            Ok(set) => {
+                for e in &set.errors {
+                    tracing::error!("selector file not applied, keeping its last good rules: {e}");
+                }
+                let added: Vec<&String> = set
+                    .sites
+                    .keys()
+                    .filter(|k| !previous.sites.contains_key(*k))
+                    .collect();
+                let removed: Vec<&String> = previous
+                    .sites
+                    .keys()
+                    .filter(|k| !set.sites.contains_key(*k))
+                    .collect();
+                tracing::info!(
+                    sites = set.sites.len(),
+                    ?added,
+                    ?removed,
+                    "selectors reloaded"
+                );
+                let _ = tx.send(std::sync::Arc::new(set));
+                applied = now;
+            }
+            Err(e) => {
+                tracing::error!(dir = %dir.display(), error = %e, "cannot read the selectors directory")
+            }
         }
     }
 }
