@@ -156,7 +156,13 @@ async fn read_lists(
                 break;
             }
             progress.page(&url);
-            let known = crawler.store.validators(url.as_str()).ok().flatten();
+            // A revisiting site must see edits of known articles, which a 304 on an
+            // unchanged list page would hide: it reads its lists unconditionally.
+            let known = if site.revisit {
+                None
+            } else {
+                crawler.store.validators(url.as_str()).ok().flatten()
+            };
             let page = match crawler.fetcher.get(&url, known.as_ref(), manners).await {
                 Ok(FetchOutcome::NotModified) => {
                     run.status.not_modified += 1;

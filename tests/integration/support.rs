@@ -1,0 +1,227 @@
+//! Helpers: the binary, temporary directories, fixture copies, small generated sites.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_feedbridge");
+
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A directory removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(label: &str) -> TempDir {
+        static N: AtomicU64 = AtomicU64::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "feedbridge-test-{label}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::SeqCst)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create temp dir");
+        TempDir(dir)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+
+    pub fn join(&self, p: &str) -> PathBuf {
+        self.0.join(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for entry in std::fs::read_dir(from).expect("read_dir") {
+        let entry = entry.expect("entry");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("type").is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).expect("copy");
+        }
+    }
+}
+
+/// A copy of the bundled fixture site that a test may edit.
+pub fn fixture_site_copy(tmp: &TempDir) -> PathBuf {
+    let dir = tmp.join("site");
+    copy_dir(&root().join("fixtures/site"), &dir);
+    dir
+}
+
+/// The bundled fixture site's selector file, pointed at `origin` and with `extra` lines
+/// replacing keys of the same name.
+pub fn fixture_selector(origin: &str, extra: &[(&str, &str)]) -> String {
+    let text =
+        std::fs::read_to_string(root().join("selectors/fixture-gzdt.toml")).expect("selector");
+    let mut out = String::new();
+    for line in text.lines() {
+        let key = line.split('=').next().unwrap_or("").trim();
+        if let Some((_, v)) = extra.iter().find(|(k, _)| *k == key) {
+            out.push_str(&format!("{key} = {v}\n"));
+        } else {
+            out.push_str(&line.replace("http://127.0.0.1:8181", origin));
+            out.push('\n');
+        }
+    }
+    out
+}
+
+pub fn run(args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run feedbridge")
+}
+
+pub fn run_in(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args).current_dir(dir).env("RUST_LOG", "warn");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("run feedbridge")
+}
+
+pub fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// A free loopback port (bound, then released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// A `feedbridge` child process, killed on drop.
+pub struct Proc(pub Child);
+
+impl Proc {
+    pub fn spawn(dir: &Path, args: &[&str]) -> Proc {
+        let child = Command::new(BIN)
+            .args(args)
+            .current_dir(dir)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn feedbridge");
+        Proc(child)
+    }
+
+    pub fn sigterm(&self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
+    }
+
+    /// Waits for exit at most `limit`; `None` when it did not exit.
+    pub fn wait_for(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            if let Ok(Some(status)) = self.0.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+pub fn http() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .no_gzip()
+        .no_brotli()
+        .build()
+        .expect("client")
+}
+
+/// Polls `check` every 100 ms until it returns `Some`, at most `limit`.
+pub async fn eventually<T, F, Fut>(limit: Duration, mut check: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if let Some(v) = check().await {
+            return Some(v);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    None
+}
+
+/// Writes a small site of `n` articles (seed text) under `dir`; the list is `list.html`.
+pub fn small_site(dir: &Path, n: usize, article_prefix: &str) {
+    let seed = std::fs::read_to_string(
+        root().join("fixtures/site/utf8/gzdt/202005/t20200512_1874321.html"),
+    )
+    .expect("seed page");
+    let mut lis = String::new();
+    for i in 0..n {
+        let path = format!("{article_prefix}a{i}.html");
+        let page = seed.replace(
+            "5月10日《河南日报》:百舸竞进争出彩——省直机关创建模范机关热潮涌动</h1>",
+            &format!("测试文章{i}</h1>"),
+        );
+        let file = dir.join(&path);
+        std::fs::create_dir_all(file.parent().expect("parent")).expect("mkdir");
+        std::fs::write(&file, page).expect("write article");
+        lis.push_str(&format!("<li><span class=\"date\">2020-05-12</span><a href=\"{path}\" title=\"测试文章{i}\">测试文章{i}</a></li>\n"));
+    }
+    let list = format!("<html><head><meta charset=\"utf-8\"></head><body><div class=\"list\"><ul>\n{lis}</ul></div></body></html>");
+    std::fs::write(dir.join("list.html"), list).expect("write list");
+}
+
+/// A selector file for [`small_site`] at `origin`.
+pub fn small_selector(origin: &str, extra: &str) -> String {
+    format!(
+        r#"title = "测试站点"
+start = ["{origin}/list.html"]
+timezone = "Asia/Shanghai"
+{extra}
+
+[list]
+item = "div.list li"
+link = "a"
+title = {{ css = "a", attr = "title" }}
+date = "span.date"
+
+[article]
+title = "div.article h1"
+date = {{ css = "div.info font", regex = '时间[:：]\s*(\d{{4}}-\d{{1,2}}-\d{{1,2}})' }}
+source = {{ css = "div.info font", regex = '来源[:：]\s*(\S+)' }}
+body = "div.content"
+remove = ["div.share", "div.related", "script", "style"]
+"#
+    )
+}
