@@ -1,1 +1,343 @@
-//! crawl tests
+//! `feedbridge crawl` (the real binary) against fixture sites on 127.0.0.1.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use feedbridge::fixture_server::FixtureServer;
+use feedbridge::store::Store;
+
+use crate::support::{
+    fixture_selector, fixture_site_copy, run_in, small_selector, small_site, text, Proc, TempDir,
+};
+
+async fn crawl(dir: &Path, extra: &[&str]) -> (Option<i32>, String, String) {
+    let dir = dir.to_owned();
+    let mut args: Vec<String> = ["crawl", "--selectors", "selectors", "--data", "data"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let out = tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        run_in(&dir, &args, &[])
+    })
+    .await
+    .unwrap();
+    (out.status.code(), text(&out.stdout), text(&out.stderr))
+}
+
+fn line_of<'a>(stdout: &'a str, site: &str) -> &'a str {
+    stdout
+        .lines()
+        .find(|l| l.starts_with(&format!("{site}: ")))
+        .unwrap_or_else(|| panic!("no summary for {site} in:\n{stdout}"))
+}
+
+fn article_hits(server: &FixtureServer) -> usize {
+    server
+        .hits_under("/utf8/gzdt/2020")
+        .iter()
+        .filter(|h| h.path.ends_with(".html"))
+        .count()
+}
+
+fn setup(tmp: &TempDir, selector: &str) {
+    std::fs::create_dir_all(tmp.join("selectors")).unwrap();
+    std::fs::write(tmp.join("selectors/fix.toml"), selector).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn second_crawl_sends_conditional_gets_and_fetches_no_known_article() {
+    let tmp = TempDir::new("crawl-twice");
+    let server = FixtureServer::start(&fixture_site_copy(&tmp), 0)
+        .await
+        .unwrap();
+    setup(&tmp, &fixture_selector(&server.origin(), &[]));
+
+    let (code, out, err) = crawl(tmp.path(), &[]).await;
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    assert!(line_of(&out, "fix").contains("new 27 / updated 0"), "{out}");
+    assert_eq!(article_hits(&server), 27);
+    let lists_before = server.hits_under("/utf8/gzdt/index").len();
+
+    let (code, out, _) = crawl(tmp.path(), &[]).await;
+    assert_eq!(code, Some(0));
+    let line = line_of(&out, "fix");
+    assert!(
+        line.contains("NotModified") && line.contains("pages 0 (304: 1)") && line.contains("new 0"),
+        "{line}"
+    );
+    assert_eq!(article_hits(&server), 27, "no article fetched again");
+    let list_hits = server.hits_under("/utf8/gzdt/index");
+    assert_eq!(list_hits.len(), lists_before + 1);
+    assert!(list_hits.last().unwrap().conditional && list_hits.last().unwrap().status == 304);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_edited_article_becomes_an_update_not_a_new_item() {
+    let tmp = TempDir::new("crawl-edit");
+    let site = fixture_site_copy(&tmp);
+    let server = FixtureServer::start(&site, 0).await.unwrap();
+    setup(
+        &tmp,
+        &fixture_selector(&server.origin(), &[("revisit", "true")]),
+    );
+    let (_, out, _) = crawl(tmp.path(), &[]).await;
+    assert!(line_of(&out, "fix").contains("new 27"), "{out}");
+
+    let page = site.join("utf8/gzdt/202005/t20200511_1874322.html");
+    let html = std::fs::read_to_string(&page)
+        .unwrap()
+        .replace("工作推进会</h1>", "工作推进会（更正）</h1>");
+    std::fs::write(&page, html).unwrap();
+    let (_, out, _) = crawl(tmp.path(), &[]).await;
+    assert!(
+        line_of(&out, "fix").contains("new 0 / updated 1 / unchanged 26"),
+        "{out}"
+    );
+
+    let store = Store::open(&tmp.join("data")).unwrap();
+    let items = store.recent("fix", 100).unwrap();
+    assert_eq!(items.len(), 27);
+    let edited = items
+        .iter()
+        .find(|i| i.item.url.ends_with("t20200511_1874322.html"))
+        .unwrap();
+    assert!(edited.item.title.as_deref().unwrap().ends_with("（更正）"));
+    assert!(
+        edited.updated > edited.first_seen,
+        "updated moves, identity and first-seen stay"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn per_host_spacing_is_observed() {
+    let tmp = TempDir::new("crawl-spacing");
+    small_site(&tmp.join("site"), 4, "");
+    let server = FixtureServer::start(&tmp.join("site"), 0).await.unwrap();
+    setup(&tmp, &small_selector(&server.origin(), "delay = \"400ms\""));
+    let (code, out, _) = crawl(tmp.path(), &[]).await;
+    assert_eq!(code, Some(0), "{out}");
+    let hits = server.hits_under("/");
+    assert_eq!(hits.len(), 6, "robots.txt, list, 4 articles: {hits:?}");
+    for pair in hits.windows(2) {
+        let gap = pair[1].at - pair[0].at;
+        assert!(
+            gap >= Duration::from_millis(380),
+            "{} then {} after {gap:?}",
+            pair[0].path,
+            pair[1].path
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn robots_txt_disallow_is_obeyed() {
+    let tmp = TempDir::new("crawl-robots");
+    let site = tmp.join("site");
+    small_site(&site, 2, "");
+    small_site(&site.join("private"), 1, "");
+    let list = std::fs::read_to_string(site.join("list.html")).unwrap();
+    std::fs::write(
+        site.join("list.html"),
+        list.replace(
+            "</ul>",
+            "<li><a href=\"private/a0.html\">内部</a></li></ul>",
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        site.join("robots.txt"),
+        "User-agent: *\nDisallow: /private/\n",
+    )
+    .unwrap();
+    let server = FixtureServer::start(&site, 0).await.unwrap();
+    setup(&tmp, &small_selector(&server.origin(), "delay = \"0s\""));
+    let (_, out, _) = crawl(tmp.path(), &[]).await;
+    assert!(line_of(&out, "fix").contains("new 2"), "{out}");
+    assert!(out.contains("disallowed by robots.txt"), "{out}");
+    assert!(server.hits_under("/private/").is_empty());
+}
+
+/// A host that misbehaves in every way a crawler meets.
+async fn hostile_server() -> (String, tokio::task::JoinHandle<()>) {
+    let app = axum::Router::new()
+        .route(
+            "/hang",
+            get(|| async {
+                tokio::time::sleep(Duration::from_secs(60)).await;
+                "late"
+            }),
+        )
+        .route("/500", get(|| async { StatusCode::INTERNAL_SERVER_ERROR }))
+        .route(
+            "/blocked",
+            get(|| async {
+                (
+                    StatusCode::PRECONDITION_FAILED,
+                    "<script>challenge()</script>",
+                )
+            }),
+        )
+        .route(
+            "/garbage",
+            get(|| async {
+                let bytes: Vec<u8> = (0..50_000u32)
+                    .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+                    .collect();
+                ([(header::CONTENT_TYPE, "text/html")], bytes)
+            }),
+        )
+        .route(
+            "/huge",
+            get(|| async {
+                // 2 GB promised in chunks, no Content-Length: the cap must cut it.
+                let chunk = bytes::Bytes::from(vec![b'x'; 64 * 1024]);
+                let stream = futures_util::stream::iter(
+                    (0..32_768).map(move |_| Ok::<_, std::io::Error>(chunk.clone())),
+                );
+                axum::body::Body::from_stream(stream).into_response()
+            }),
+        )
+        .route(
+            "/loop",
+            get(|| async { (StatusCode::FOUND, [(header::LOCATION, "/loop")]) }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let origin = format!("http://{}", listener.local_addr().unwrap());
+    let handle = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (origin, handle)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn each_fault_stays_with_its_site_and_the_healthy_site_succeeds() {
+    let tmp = TempDir::new("crawl-faults");
+    small_site(&tmp.join("site"), 3, "");
+    let server = FixtureServer::start(&tmp.join("site"), 0).await.unwrap();
+    let (bad, _h) = hostile_server().await;
+    std::fs::create_dir_all(tmp.join("selectors")).unwrap();
+    std::fs::write(
+        tmp.join("selectors/healthy.toml"),
+        small_selector(&server.origin(), "delay = \"0s\""),
+    )
+    .unwrap();
+    for route in ["hang", "500", "blocked", "garbage", "huge", "loop"] {
+        let sel = small_selector(&format!("{bad}/{route}#"), "delay = \"0s\"\nrobots = false");
+        std::fs::write(tmp.join(&format!("selectors/{route}.toml")), sel).unwrap();
+    }
+    let started = Instant::now();
+    let (code, out, err) = crawl(
+        tmp.path(),
+        &[
+            "--timeout",
+            "2s",
+            "--retries",
+            "1",
+            "--retry-base",
+            "100ms",
+            "--max-body",
+            "1000000",
+            "--concurrency",
+            "8",
+        ],
+    )
+    .await;
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "a bad site stalled the pass"
+    );
+    assert_eq!(code, Some(1), "failures give exit 1:\n{out}\n{err}");
+    assert!(line_of(&out, "healthy").contains("new 3"), "{out}");
+    for (site, expect) in [
+        ("hang", "timed out"),
+        ("500", "HTTP 500"),
+        ("blocked", "blocked by the site (HTTP 412)"),
+        ("garbage", "matched nothing"),
+        ("huge", "larger than the 1000000-byte cap"),
+        ("loop", "too many redirects"),
+    ] {
+        let line = line_of(&out, site);
+        assert!(line.contains(expect), "{site}: want {expect:?} in {line}");
+    }
+    // The failures are in each site's recorded status too.
+    let store = Store::open(&tmp.join("data")).unwrap();
+    assert_eq!(
+        store
+            .run_status("500")
+            .unwrap()
+            .unwrap()
+            .error_class
+            .as_deref(),
+        Some("http-status")
+    );
+    assert_eq!(
+        store
+            .run_status("blocked")
+            .unwrap()
+            .unwrap()
+            .error_class
+            .as_deref(),
+        Some("blocked")
+    );
+    assert_eq!(
+        store
+            .run_status("healthy")
+            .unwrap()
+            .unwrap()
+            .consecutive_failures,
+        0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kill_9_at_random_moments_loses_nothing_and_duplicates_nothing() {
+    let tmp = TempDir::new("crawl-crash");
+    let server = FixtureServer::start(&fixture_site_copy(&tmp), 0)
+        .await
+        .unwrap();
+    setup(&tmp, &fixture_selector(&server.origin(), &[]));
+    let mut seen: std::collections::BTreeSet<String> = Default::default();
+    let mut rng = 0x2545_f491_u64;
+    let mut completed = 0;
+    for round in 0..20 {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        let delay = Duration::from_millis(rng % 450);
+        let mut p = Proc::spawn(
+            tmp.path(),
+            &["crawl", "--selectors", "selectors", "--data", "data"],
+        );
+        tokio::time::sleep(delay).await;
+        let finished = p.wait_for(Duration::ZERO).is_some();
+        let _ = p.0.kill();
+        let _ = p.0.wait();
+        completed += usize::from(finished);
+        let store = Store::open(&tmp.join("data"))
+            .unwrap_or_else(|e| panic!("round {round}: store does not open: {e}"));
+        let items = store.recent("fix", 1000).unwrap();
+        let urls: std::collections::BTreeSet<String> =
+            items.iter().map(|i| i.item.url.clone()).collect();
+        assert_eq!(urls.len(), items.len(), "round {round}: duplicate items");
+        assert_eq!(
+            store.count("fix"),
+            items.len(),
+            "round {round}: index and items disagree"
+        );
+        assert!(urls.is_superset(&seen), "round {round}: items lost");
+        seen = urls;
+    }
+    let (code, out, _) = crawl(tmp.path(), &[]).await;
+    assert_eq!(code, Some(0), "{out}");
+    let store = Store::open(&tmp.join("data")).unwrap();
+    assert_eq!(
+        store.recent("fix", 1000).unwrap().len(),
+        27,
+        "after {completed} completed rounds"
+    );
+}

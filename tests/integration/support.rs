@@ -70,6 +70,14 @@ pub fn fixture_selector(origin: &str, extra: &[(&str, &str)]) -> String {
     let text =
         std::fs::read_to_string(root().join("selectors/fixture-gzdt.toml")).expect("selector");
     let mut out = String::new();
+    for (k, v) in extra {
+        if !text
+            .lines()
+            .any(|l| l.split('=').next().unwrap_or("").trim() == *k)
+        {
+            out.push_str(&format!("{k} = {v}\n"));
+        }
+    }
     for line in text.lines() {
         let key = line.split('=').next().unwrap_or("").trim();
         if let Some((_, v)) = extra.iter().find(|(k, _)| *k == key) {
