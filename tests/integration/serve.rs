@@ -1,1 +1,461 @@
-//! serve tests
+//! `feedbridge serve` (the real binary) with the fixture site crawled: the feed as feed
+//! readers and aggregators see it, and the renderer against hostile items.
+
+use std::path::Path;
+use std::time::Duration;
+
+use feedbridge::fixture_server::FixtureServer;
+use reqwest::header;
+
+use crate::support::{
+    eventually, fixture_selector, fixture_site_copy, free_port, http, Proc, TempDir,
+};
+
+/// A running `serve` over a fixture-site copy; returns (server base URL, process).
+pub async fn serve_fixture(
+    tmp: &TempDir,
+    fixture: &FixtureServer,
+    schedule: &str,
+) -> (String, Proc) {
+    std::fs::create_dir_all(tmp.join("selectors")).unwrap();
+    let sel = fixture_selector(
+        &fixture.origin(),
+        &[("schedule", &format!("\"{schedule}\""))],
+    );
+    std::fs::write(tmp.join("selectors/fix.toml"), sel).unwrap();
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let p = Proc::spawn(
+        tmp.path(),
+        &[
+            "serve",
+            "--selectors",
+            "selectors",
+            "--data",
+            "data",
+            "--listen",
+            &listen,
+        ],
+    );
+    let base = format!("http://{listen}");
+    let client = http();
+    let ready = eventually(Duration::from_secs(30), || {
+        let client = client.clone();
+        let url = format!("{base}/status.json");
+        async move {
+            let v: serde_json::Value =
+                serde_json::from_slice(&client.get(&url).send().await.ok()?.bytes().await.ok()?)
+                    .ok()?;
+            (v["sites"][0]["last_run"]["new"].as_u64()? > 0).then_some(())
+        }
+    })
+    .await;
+    assert!(
+        ready.is_some(),
+        "serve did not crawl the fixture site in time"
+    );
+    (base, p)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn feed_is_valid_atom_and_polls_are_cheap() {
+    let tmp = TempDir::new("serve-feed");
+    let fixture = FixtureServer::start(&fixture_site_copy(&tmp), 0)
+        .await
+        .unwrap();
+    let (base, _p) = serve_fixture(&tmp, &fixture, "0 0 1 1 *").await;
+    let client = http();
+    let url = format!("{base}/feeds/fix.atom");
+    let r = client.get(&url).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.headers()[header::CONTENT_TYPE],
+        "application/atom+xml; charset=utf-8"
+    );
+    let etag = r.headers()[header::ETAG].to_str().unwrap().to_owned();
+    let last_modified = r.headers()[header::LAST_MODIFIED]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(r.headers()[header::CACHE_CONTROL]
+        .to_str()
+        .unwrap()
+        .starts_with("public, max-age="));
+    let body = r.bytes().await.unwrap();
+    let xml = String::from_utf8(body.to_vec()).unwrap();
+    assert!(xml.contains(r#"xml:lang="zh-CN""#));
+    assert!(
+        xml.contains(&format!(
+            r#"<link href="{url}" rel="self" type="application/atom+xml"/>"#
+        )),
+        "{}",
+        &xml[..600]
+    );
+
+    let feed = feed_rs::parser::parse(body.as_ref()).expect("feed-rs parses it");
+    assert_eq!(feed.entries.len(), 27);
+    // The one article without any date sorts by its first-seen time (now), so it leads;
+    // the dated ones follow newest first.
+    assert_eq!(
+        feed.entries[0].title.as_ref().unwrap().content,
+        "省直机关党务工作者培训班开班"
+    );
+    assert!(feed.entries[0].published.is_none());
+    let first = &feed.entries[1];
+    assert_eq!(
+        first.title.as_ref().unwrap().content,
+        "5月10日《河南日报》:百舸竞进争出彩——省直机关创建模范机关热潮涌动"
+    );
+    assert!(first.id.starts_with("urn:uuid:"));
+    assert_eq!(first.authors[0].name.as_deref(), Some("河南日报"));
+    let content = first.content.as_ref().unwrap().body.as_ref().unwrap();
+    assert!(content.contains(&format!(
+        r#"<img src="{}/utf8/gzdt/202005/W020200512083114.png""#,
+        fixture.origin()
+    )));
+    assert!(first
+        .links
+        .iter()
+        .any(|l| l.rel.as_deref() == Some("enclosure")
+            && l.media_type.as_deref() == Some("image/png")));
+    assert!(xml.contains("<published>2020-05-12T00:00:00+08:00</published>"));
+    let ids: std::collections::HashSet<_> = feed.entries.iter().map(|e| e.id.clone()).collect();
+    assert_eq!(ids.len(), 27);
+
+    // Aggregator polls: 304 by ETag, by date; HEAD; gzip with its own tag.
+    let r = client
+        .get(&url)
+        .header(header::IF_NONE_MATCH, &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 304);
+    assert!(r.bytes().await.unwrap().is_empty());
+    let r = client
+        .get(&url)
+        .header(header::IF_MODIFIED_SINCE, &last_modified)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 304);
+    let r = client.head(&url).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.headers()[header::CONTENT_LENGTH],
+        body.len().to_string().as_str()
+    );
+    let r = client
+        .get(&url)
+        .header(header::ACCEPT_ENCODING, "gzip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()[header::CONTENT_ENCODING], "gzip");
+    let gz_etag = r.headers()[header::ETAG].to_str().unwrap().to_owned();
+    assert_ne!(gz_etag, etag);
+    let mut plain = Vec::new();
+    std::io::Read::read_to_end(
+        &mut flate2::read::GzDecoder::new(r.bytes().await.unwrap().as_ref()),
+        &mut plain,
+    )
+    .unwrap();
+    assert_eq!(plain, body.as_ref());
+    let r = client
+        .get(&url)
+        .header(header::ACCEPT_ENCODING, "gzip")
+        .header(header::IF_NONE_MATCH, &gz_etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 304);
+
+    // Unknown feeds and path tricks are plain 404s.
+    for bad in [
+        "/feeds/nope.atom",
+        "/feeds/fix.rss",
+        "/feeds/..%2F..%2Fetc%2Fpasswd",
+        "/feeds/../Cargo.toml",
+        "/nothing",
+    ] {
+        let r = client.get(format!("{base}{bad}")).send().await.unwrap();
+        assert_eq!(r.status(), 404, "{bad}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn index_opml_status_health_and_metrics() {
+    let tmp = TempDir::new("serve-pages");
+    let fixture = FixtureServer::start(&fixture_site_copy(&tmp), 0)
+        .await
+        .unwrap();
+    let (base, _p) = serve_fixture(&tmp, &fixture, "0 0 1 1 *").await;
+    let client = http();
+    let get = |path: &str| client.get(format!("{base}{path}")).send();
+    let index = get("/").await.unwrap().text().await.unwrap();
+    assert!(index.contains(&format!(r#"<link rel="alternate" type="application/atom+xml" title="河南省直机关 · 工作动态（示例站点）" href="{base}/feeds/fix.atom">"#)), "{index}");
+    assert!(index.contains("27</td>"));
+    let opml = get("/opml").await.unwrap().text().await.unwrap();
+    assert!(opml.contains(&format!(r#"xmlUrl="{base}/feeds/fix.atom""#)));
+    let status: serde_json::Value =
+        serde_json::from_slice(&get("/status.json").await.unwrap().bytes().await.unwrap()).unwrap();
+    assert_eq!(status["sites"][0]["last_run"]["new"], 27);
+    assert_eq!(status["sites"][0]["last_run"]["outcome"], "ok");
+    assert_eq!(status["sites"][0]["last_run"]["with_date"], 26);
+    assert_eq!(get("/healthz").await.unwrap().status(), 200);
+    let _ = get("/feeds/fix.atom").await.unwrap();
+    let metrics = get("/metrics").await.unwrap().text().await.unwrap();
+    assert!(
+        metrics.contains("feedbridge_site_items{site=\"fix\"} 27"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("feedbridge_runs_total{outcome=\"Ok\",site=\"fix\"} 1")
+            || metrics.contains("feedbridge_runs_total{site=\"fix\",outcome=\"Ok\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(
+            "feedbridge_http_requests_total{route=\"/feeds/{id}.atom\",status=\"200\"} 1"
+        ),
+        "{metrics}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn aggregator_sees_a_new_item_after_the_next_crawl() {
+    let tmp = TempDir::new("serve-aggregator");
+    let site = fixture_site_copy(&tmp);
+    let fixture = FixtureServer::start(&site, 0).await.unwrap();
+    // Every 2 seconds (6 fields: seconds first).
+    let (base, _p) = serve_fixture(&tmp, &fixture, "*/2 * * * * *").await;
+    let client = http();
+    let url = format!("{base}/feeds/fix.atom");
+    let r = client.get(&url).send().await.unwrap();
+    let etag = r.headers()[header::ETAG].to_str().unwrap().to_owned();
+    assert_eq!(
+        client
+            .get(&url)
+            .header(header::IF_NONE_MATCH, &etag)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        304
+    );
+
+    add_article(&site, "省直机关召开新闻发布会", "2020-05-13 10:00");
+    let fresh = eventually(Duration::from_secs(20), || {
+        let (client, url, etag) = (client.clone(), url.clone(), etag.clone());
+        async move {
+            let r = client
+                .get(&url)
+                .header(header::IF_NONE_MATCH, &etag)
+                .send()
+                .await
+                .ok()?;
+            (r.status() == 200).then_some(r.bytes().await.ok()?)
+        }
+    })
+    .await
+    .expect("the new item reached the feed");
+    let feed = feed_rs::parser::parse(fresh.as_ref()).unwrap();
+    assert_eq!(feed.entries.len(), 28);
+    let newest_dated = feed.entries.iter().find(|e| e.published.is_some()).unwrap();
+    assert_eq!(
+        newest_dated.title.as_ref().unwrap().content,
+        "省直机关召开新闻发布会"
+    );
+}
+
+/// Puts a new article at the top of the fixture list.
+pub fn add_article(site: &Path, title: &str, when: &str) {
+    let dir = site.join("utf8/gzdt");
+    let seed = std::fs::read_to_string(dir.join("202005/t20200512_1874321.html")).unwrap();
+    let page = seed
+        .replace(
+            "5月10日《河南日报》:百舸竞进争出彩——省直机关创建模范机关热潮涌动</h1>",
+            &format!("{title}</h1>"),
+        )
+        .replace("时间:2020-05-12", &format!("时间:{when}"));
+    std::fs::write(dir.join("202005/t20200513_9999.html"), page).unwrap();
+    let list = std::fs::read_to_string(dir.join("index.html")).unwrap();
+    let li = format!("<ul>\n      <li><span class=\"date\">2020-05-13</span><a href=\"./202005/t20200513_9999.html\" title=\"{title}\">{title}</a></li>");
+    std::fs::write(dir.join("index.html"), list.replacen("<ul>", &li, 1)).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn real_feed_readers_accept_the_feed() {
+    let required = std::env::var("FEEDBRIDGE_REAL_CLIENTS").is_ok_and(|v| v == "1");
+    let python_ok = std::process::Command::new("python3")
+        .args(["-c", "import feedparser"])
+        .status()
+        .is_ok_and(|s| s.success());
+    let newsboat_ok = std::process::Command::new("newsboat")
+        .arg("-v")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !(python_ok && newsboat_ok) {
+        assert!(!required, "FEEDBRIDGE_REAL_CLIENTS=1 but feedparser ({python_ok}) or newsboat ({newsboat_ok}) is missing");
+        eprintln!("SKIPPED real_feed_readers_accept_the_feed: install python3-feedparser and newsboat, or run .ci/run");
+        return;
+    }
+    let tmp = TempDir::new("serve-readers");
+    let fixture = FixtureServer::start(&fixture_site_copy(&tmp), 0)
+        .await
+        .unwrap();
+    let (base, _p) = serve_fixture(&tmp, &fixture, "0 0 1 1 *").await;
+    let url = format!("{base}/feeds/fix.atom");
+
+    let script = format!(
+        r#"
+import feedparser, sys
+d = feedparser.parse("{url}")
+assert not d.bozo, d.bozo_exception
+assert len(d.entries) == 27, len(d.entries)
+for e in d.entries:
+    assert e.title and e.link and e.id, e
+    assert e.updated.endswith("+08:00"), e.updated
+    assert e.author
+first = d.entries[1]
+assert first.published == "2020-05-12T00:00:00+08:00", first.published
+assert first.author == "河南日报", first.author
+assert "{origin}/utf8/gzdt/202005/W020200512083114.png" in first.content[0].value
+assert d.feed.language == "zh-CN"
+print("feedparser ok", len(d.entries))
+"#,
+        origin = fixture.origin()
+    );
+    let url_for_py = url.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("python3")
+            .args(["-c", &script])
+            .output()
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "feedparser: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let _ = url_for_py;
+
+    // newsboat: reload non-interactively into its cache, then count the entries.
+    let home = tmp.join("newsboat");
+    std::fs::create_dir_all(&home).unwrap();
+    std::fs::write(home.join("urls"), format!("{url}\n")).unwrap();
+    let (urls, cache) = (home.join("urls"), home.join("cache.db"));
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("newsboat")
+            .args([
+                "-u",
+                urls.to_str().unwrap(),
+                "-c",
+                cache.to_str().unwrap(),
+                "-x",
+                "reload",
+                "print-unread",
+            ])
+            .env("HOME", &home)
+            .output()
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "newsboat: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.trim().starts_with("27 unread articles"),
+        "newsboat said: {stdout}"
+    );
+}
+
+#[test]
+fn hostile_items_always_render_a_parsable_complete_feed() {
+    use chrono::TimeZone;
+    use feedbridge::feed::{render, FeedMeta};
+    use feedbridge::model::Item;
+
+    let tz = chrono_tz::Asia::Shanghai;
+    let meta = FeedMeta {
+        site_id: "hostile".into(),
+        title: "A & B <feed> \u{1}".into(),
+        home: Some("http://example.gov.cn/?a=1&b=2".into()),
+        self_url: "http://127.0.0.1/feeds/hostile.atom".into(),
+        language: Some("zh-CN".into()),
+        timezone: tz,
+    };
+    let big = "<p>".to_owned() + &"正文 & <b>粗</b> ".repeat(60_000) + "</p>";
+    let future = chrono::FixedOffset::east_opt(8 * 3600)
+        .unwrap()
+        .with_ymd_and_hms(2099, 1, 1, 0, 0, 0)
+        .unwrap();
+    let items = vec![
+        Item {
+            url: "http://a/1?x=1&y=2".into(),
+            title: Some("Tom & Jerry <script>alert(1)</script> \u{f}\u{0}".into()),
+            content: Some("<p>x</p>".into()),
+            ..Item::default()
+        },
+        Item {
+            url: "http://a/2".into(),
+            title: Some("   ".into()),
+            content: Some(big),
+            ..Item::default()
+        },
+        Item {
+            url: "http://a/3".into(),
+            title: None,
+            source: Some("来源\u{b}".into()),
+            published: Some(future),
+            ..Item::default()
+        },
+        Item {
+            url: "http://a/4".into(),
+            title: Some("&amp; already escaped".into()),
+            images: vec!["http://a/i.gif?x=1&y=2".into()],
+            ..Item::default()
+        },
+    ];
+    let dir = crate::support::TempDir::new("hostile-render");
+    let store = feedbridge::store::Store::open(dir.path()).unwrap();
+    let now = chrono::Utc.with_ymd_and_hms(2026, 11, 29, 0, 0, 0).unwrap();
+    for item in &items {
+        store.upsert("hostile", item, now).unwrap();
+    }
+    let stored = store.recent("hostile", 10).unwrap();
+    let bytes = render(&meta, &stored, now);
+    assert!(bytes.len() > 1_000_000);
+    let xml = String::from_utf8(bytes.clone()).unwrap();
+    assert!(!xml
+        .chars()
+        .any(|c| matches!(c, '\u{0}'..='\u{8}' | '\u{b}' | '\u{c}' | '\u{e}'..='\u{1f}')));
+    assert!(xml.contains("Tom &amp; Jerry &lt;script&gt;"));
+    assert!(
+        xml.contains("&amp;amp; already escaped"),
+        "escaped exactly once: the text had a literal &amp;"
+    );
+    let feed = feed_rs::parser::parse(bytes.as_slice()).expect("always parses");
+    assert_eq!(feed.entries.len(), 4);
+    for e in &feed.entries {
+        assert!(!e.id.is_empty());
+        assert!(
+            e.title
+                .as_ref()
+                .is_some_and(|t| !t.content.trim().is_empty()),
+            "{e:?}"
+        );
+        assert!(e.updated.is_some());
+        assert!(e
+            .authors
+            .first()
+            .and_then(|a| a.name.as_ref())
+            .is_some_and(|n| !n.is_empty()));
+    }
+}
