@@ -73,7 +73,10 @@ pub struct ArticleRules {
 #[derive(Debug, Clone)]
 pub enum Source {
     /// HTML list pages, read with `[list]`.
-    List { start: Vec<Url>, rules: ListRules },
+    List {
+        start: Vec<Url>,
+        rules: Box<ListRules>,
+    },
     /// An upstream RSS/Atom/JSON feed.
     Feed { url: Url },
 }
@@ -322,7 +325,7 @@ impl Ctx<'_> {
                     .collect::<Result<Vec<_>, _>>()?;
                 Source::List {
                     start,
-                    rules: self.list_rules(list)?,
+                    rules: Box::new(self.list_rules(list)?),
                 }
             }
             (Some(start), None, None) => {
