@@ -27,7 +27,14 @@ fn golden_value(site: &site::Site, name: &str, page: &Page) -> serde_json::Value
     let json = |item: &feedbridge::model::Item| {
         serde_json::from_str::<serde_json::Value>(&preview_json(item)).unwrap()
     };
-    if name.starts_with("list-") {
+    if name.starts_with("feed-") {
+        let entries = feedbridge::upstream::entries(page, site, now).expect("upstream feed parses");
+        let items: Vec<_> = entries
+            .iter()
+            .map(|e| json(&item_from_entry(e, site)))
+            .collect();
+        serde_json::json!({ "items": items })
+    } else if name.starts_with("list-") {
         let Source::List { rules, .. } = &site.source else {
             panic!("{name}: a list page for a feed site")
         };
