@@ -244,7 +244,7 @@ async fn aggregator_sees_a_new_item_after_the_next_crawl() {
     );
 
     add_article(&site, "省直机关召开新闻发布会", "2020-05-13 10:00");
-    let fresh = eventually(Duration::from_secs(20), || {
+    let fresh = eventually(Duration::from_secs(60), || {
         let (client, url, etag) = (client.clone(), url.clone(), etag.clone());
         async move {
             let r = client
