@@ -4,19 +4,21 @@ use feedbridge::fixture_server::FixtureServer;
 
 use crate::support::{root, run, text};
 
-fn preview(origin: &str, copy: &str) -> Vec<serde_json::Value> {
-    let url = format!("{origin}/{copy}/gzdt/index.html");
+/// Runs `feedbridge preview` of the bundled fixture selector on `url`.
+fn run_preview(url: &str, extra: &[&str]) -> std::process::Output {
     let file = root().join("selectors/fixture-gzdt.toml");
-    let out = run(&[
-        "preview",
-        file.to_str().unwrap(),
-        "--url",
-        &url,
-        "--json",
-        "--limit",
-        "40",
-    ]);
+    let mut args = vec!["preview", file.to_str().unwrap(), "--url", url];
+    args.extend_from_slice(extra);
+    let out = run(&args);
     assert!(out.status.success(), "{}", text(&out.stderr));
+    out
+}
+
+fn preview(origin: &str, copy: &str) -> Vec<serde_json::Value> {
+    let out = run_preview(
+        &format!("{origin}/{copy}/gzdt/index.html"),
+        &["--json", "--limit", "40"],
+    );
     text(&out.stdout)
         .lines()
         .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
@@ -81,18 +83,11 @@ async fn table_output_for_people() {
     let server = FixtureServer::start(&root().join("fixtures/site"), 0)
         .await
         .unwrap();
-    let url = format!("{}/gbk/gzdt/index.html", server.origin());
-    let file = root().join("selectors/fixture-gzdt.toml");
-    let out = run(&[
-        "preview",
-        file.to_str().unwrap(),
-        "--url",
-        &url,
-        "--limit",
-        "2",
-    ]);
+    let out = run_preview(
+        &format!("{}/gbk/gzdt/index.html", server.origin()),
+        &["--limit", "2"],
+    );
     let stdout = text(&out.stdout);
-    assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(stdout.contains("#1   5月10日《河南日报》"), "{stdout}");
     assert!(stdout.contains("date    2020-05-12T00:00:00+08:00"));
     assert!(stdout.contains("source  河南日报"));

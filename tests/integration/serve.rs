@@ -8,7 +8,7 @@ use feedbridge::fixture_server::FixtureServer;
 use reqwest::header;
 
 use crate::support::{
-    eventually, fixture_selector, fixture_site_copy, free_port, http, Proc, TempDir,
+    eventually, fixture_selector, fixture_site_copy, http, spawn_serve, wait_for_run, Proc, TempDir,
 };
 
 /// A running `serve` over a fixture-site copy; returns (server base URL, process).
@@ -23,37 +23,8 @@ pub async fn serve_fixture(
         &[("schedule", &format!("\"{schedule}\""))],
     );
     std::fs::write(tmp.join("selectors/fix.toml"), sel).unwrap();
-    let port = free_port();
-    let listen = format!("127.0.0.1:{port}");
-    let p = Proc::spawn(
-        tmp.path(),
-        &[
-            "serve",
-            "--selectors",
-            "selectors",
-            "--data",
-            "data",
-            "--listen",
-            &listen,
-        ],
-    );
-    let base = format!("http://{listen}");
-    let client = http();
-    let ready = eventually(Duration::from_secs(30), || {
-        let client = client.clone();
-        let url = format!("{base}/status.json");
-        async move {
-            let v: serde_json::Value =
-                serde_json::from_slice(&client.get(&url).send().await.ok()?.bytes().await.ok()?)
-                    .ok()?;
-            (v["sites"][0]["last_run"]["new"].as_u64()? > 0).then_some(())
-        }
-    })
-    .await;
-    assert!(
-        ready.is_some(),
-        "serve did not crawl the fixture site in time"
-    );
+    let (base, p) = spawn_serve(tmp.path());
+    wait_for_run(&base, 27).await;
     (base, p)
 }
 

@@ -5,18 +5,9 @@ use std::time::Duration;
 use feedbridge::fixture_server::FixtureServer;
 
 use crate::support::{
-    eventually, fixture_selector, fixture_site_copy, free_port, http, root, run_in, text, Proc,
-    TempDir,
+    eventually, fixture_selector, fixture_site_copy, free_port, http, root, run_in, spawn_serve,
+    status_json as status, text, wait_for_run, Proc, TempDir,
 };
-
-async fn status(base: &str) -> Option<serde_json::Value> {
-    let r = http()
-        .get(format!("{base}/status.json"))
-        .send()
-        .await
-        .ok()?;
-    serde_json::from_slice(&r.bytes().await.ok()?).ok()
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn demo_serves_a_valid_feed_and_stops_on_sigterm() {
@@ -59,25 +50,8 @@ async fn hot_reload_applies_edits_keeps_last_good_rules_adds_and_removes_feeds()
     std::fs::create_dir_all(tmp.join("selectors")).unwrap();
     let good = fixture_selector(&fixture.origin(), &[("schedule", "\"*/2 * * * * *\"")]);
     std::fs::write(tmp.join("selectors/fix.toml"), &good).unwrap();
-    let listen = format!("127.0.0.1:{}", free_port());
-    let base = format!("http://{listen}");
-    let _p = Proc::spawn(
-        tmp.path(),
-        &[
-            "serve",
-            "--selectors",
-            "selectors",
-            "--data",
-            "data",
-            "--listen",
-            &listen,
-        ],
-    );
-    eventually(Duration::from_secs(30), || async {
-        (status(&base).await?["sites"][0]["last_run"]["new"].as_u64()? == 27).then_some(())
-    })
-    .await
-    .expect("first crawl");
+    let (base, _p) = spawn_serve(tmp.path());
+    wait_for_run(&base, 27).await;
 
     // An edit: the new title shows, without a restart. Written via a temp file and a
     // rename, as editors do; the temp name itself must be ignored.
@@ -234,19 +208,8 @@ async fn healthcheck_store_lock_and_graceful_stop() {
         tmp.join("selectors/fixture-gzdt.toml"),
     )
     .unwrap();
-    let listen = format!("127.0.0.1:{}", free_port());
-    let mut p = Proc::spawn(
-        tmp.path(),
-        &[
-            "serve",
-            "--selectors",
-            "selectors",
-            "--data",
-            "data",
-            "--listen",
-            &listen,
-        ],
-    );
+    let (base, mut p) = spawn_serve(tmp.path());
+    let listen = base.trim_start_matches("http://").to_owned();
     let url = format!("http://{listen}/healthz");
     eventually(Duration::from_secs(20), || async {
         (http().get(&url).send().await.ok()?.status() == 200).then_some(())

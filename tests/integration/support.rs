@@ -233,3 +233,44 @@ remove = ["div.share", "div.related", "script", "style"]
 "#
     )
 }
+
+/// `feedbridge serve` in `dir` (reading `dir/selectors`, storing in `dir/data`) on a free
+/// loopback port; returns its base URL and the process.
+pub fn spawn_serve(dir: &Path) -> (String, Proc) {
+    let listen = format!("127.0.0.1:{}", free_port());
+    let p = Proc::spawn(
+        dir,
+        &[
+            "serve",
+            "--selectors",
+            "selectors",
+            "--data",
+            "data",
+            "--listen",
+            &listen,
+        ],
+    );
+    (format!("http://{listen}"), p)
+}
+
+/// `GET {base}/status.json`, parsed; `None` while the server is not up.
+pub async fn status_json(base: &str) -> Option<serde_json::Value> {
+    let r = http()
+        .get(format!("{base}/status.json"))
+        .send()
+        .await
+        .ok()?;
+    serde_json::from_slice(&r.bytes().await.ok()?).ok()
+}
+
+/// Waits (at most 30 s) until the first site's last finished run stored `new` items.
+pub async fn wait_for_run(base: &str, new: u64) {
+    let done = eventually(Duration::from_secs(30), || async {
+        (status_json(base).await?["sites"][0]["last_run"]["new"].as_u64()? == new).then_some(())
+    })
+    .await;
+    assert!(
+        done.is_some(),
+        "no finished run with {new} new items at {base}"
+    );
+}
