@@ -55,6 +55,66 @@ fn golden_value(site: &site::Site, name: &str, page: &Page) -> serde_json::Value
     }
 }
 
+/// A site's golden pages: saved pages in its fixture directory (`list-*.html`,
+/// `article-*.html`, `feed-*.xml`, each naming its URL in a "saved from" comment), and the
+/// fixture-site pages its `pages.toml` points at (name, file, url), so those need no copy.
+fn golden_pages(dir: &std::path::Path) -> Vec<(String, Page)> {
+    #[derive(serde::Deserialize)]
+    struct Listed {
+        page: Vec<ListedPage>,
+    }
+    #[derive(serde::Deserialize)]
+    struct ListedPage {
+        name: String,
+        file: String,
+        url: String,
+    }
+    let mut pages = Vec::new();
+    let entries = std::fs::read_dir(dir).unwrap_or_else(|_| {
+        panic!(
+            "{} is missing: every selector file needs fixtures",
+            dir.display()
+        )
+    });
+    for path in entries.filter_map(Result::ok).map(|e| e.path()) {
+        let ext = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .unwrap_or_default();
+        if ext == "html" || ext == "xml" {
+            let name = path.file_stem().unwrap().to_str().unwrap().to_owned();
+            let body = std::fs::read(&path).unwrap();
+            let url = saved_from(&body);
+            pages.push((
+                name,
+                Page {
+                    url,
+                    body: body.into(),
+                    content_type: None,
+                },
+            ));
+        }
+    }
+    if let Ok(text) = std::fs::read_to_string(dir.join("pages.toml")) {
+        let listed: Listed = toml::from_str(&text).expect("pages.toml");
+        for p in listed.page {
+            let body =
+                std::fs::read(dir.join(&p.file)).unwrap_or_else(|e| panic!("{}: {e}", p.file));
+            let url = Url::parse(&p.url).expect("pages.toml url");
+            pages.push((
+                p.name,
+                Page {
+                    url,
+                    body: body.into(),
+                    content_type: None,
+                },
+            ));
+        }
+    }
+    pages.sort_by(|a, b| a.0.cmp(&b.0));
+    pages
+}
+
 #[test]
 fn every_selector_file_matches_its_golden_pages() {
     let update = std::env::var_os("UPDATE_GOLDEN").is_some();
@@ -62,29 +122,11 @@ fn every_selector_file_matches_its_golden_pages() {
     for file in site::selector_files(&root().join("selectors")).unwrap() {
         let site = site::load(&file).unwrap_or_else(|e| panic!("{e}"));
         let dir = root().join("fixtures").join(&site.id);
-        let mut pages: Vec<_> = std::fs::read_dir(&dir)
-            .unwrap_or_else(|_| {
-                panic!(
-                    "selectors/{}.toml has no fixtures/{}/ directory",
-                    site.id, site.id
-                )
-            })
-            .filter_map(Result::ok)
-            .map(|e| e.path())
-            .filter(|p| p.extension().is_some_and(|e| e == "html" || e == "xml"))
-            .collect();
-        pages.sort();
+        let pages = golden_pages(&dir);
         assert!(!pages.is_empty(), "fixtures/{} has no saved pages", site.id);
-        for page_path in pages {
-            let name = page_path.file_stem().unwrap().to_str().unwrap().to_owned();
-            let body = std::fs::read(&page_path).unwrap();
-            let page = Page {
-                url: saved_from(&body),
-                body: body.into(),
-                content_type: None,
-            };
+        for (name, page) in pages {
             let got = golden_value(&site, &name, &page);
-            let expected_path = page_path.with_extension("expected.json");
+            let expected_path = dir.join(format!("{name}.expected.json"));
             let pretty = serde_json::to_string_pretty(&got).unwrap() + "\n";
             if update {
                 std::fs::write(&expected_path, &pretty).unwrap();
@@ -99,7 +141,7 @@ fn every_selector_file_matches_its_golden_pages() {
                 pretty,
                 expected,
                 "{} differs from its golden file",
-                page_path.display()
+                expected_path.display()
             );
             checked += 1;
         }
