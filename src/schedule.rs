@@ -475,22 +475,31 @@ impl Scheduler {
         sites: &BTreeMap<String, Arc<Site>>,
         shutdown: &watch::Receiver<bool>,
     ) {
-        tasks.retain(|id, t| {
-            let keep = sites
-                .get(id)
-                .is_some_and(|s| s.fingerprint == t.fingerprint);
-            if !keep {
-                // The run in flight finishes with the rules it started with.
+        let mut retiring = HashMap::new();
+        let stale: Vec<String> = tasks
+            .iter()
+            .filter(|(id, t)| {
+                sites
+                    .get(*id)
+                    .is_none_or(|s| s.fingerprint != t.fingerprint)
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in stale {
+            if let Some(t) = tasks.remove(&id) {
+                // The run in flight finishes with the rules it started with; a successor
+                // for the same site waits for it, so a site never runs twice at once.
                 let _ = t.stop.send(true);
+                retiring.insert(id, t.handle);
             }
-            keep
-        });
+        }
         for (id, site) in sites {
             if tasks.contains_key(id) {
                 continue;
             }
             let (stop, stop_rx) = watch::channel(false);
             let handle = tokio::spawn(site_loop(
+                retiring.remove(id),
                 site.clone(),
                 self.crawler.clone(),
                 self.slots.clone(),
@@ -510,12 +519,16 @@ impl Scheduler {
 }
 
 async fn site_loop(
+    predecessor: Option<tokio::task::JoinHandle<()>>,
     site: Arc<Site>,
     crawler: Arc<Crawler>,
     slots: Arc<Semaphore>,
     mut stop: watch::Receiver<bool>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    if let Some(previous) = predecessor {
+        let _ = previous.await;
+    }
     loop {
         let last = crawler.store.run_status(&site.id).ok().flatten();
         let due = next_run(&site, last.as_ref(), Utc::now());
