@@ -167,8 +167,10 @@ fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new("info,sled=warn,html5ever=error,selectors=warn")
     });
+    // Colours only on a terminal: in a pipe or a log file they are noise for grep.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Json => builder.json().try_init(),
@@ -285,39 +287,47 @@ async fn serve_cmd(settings: Settings) -> Result<()> {
     run_service(&settings, store, sites, Some(dir.clone()), |_| {}).await
 }
 
-async fn crawl_cmd(settings: Settings, files: Vec<PathBuf>, ids: Vec<String>) -> Result<()> {
-    let mut sites: Vec<Arc<Site>> = Vec::new();
-    for f in &files {
-        sites.push(Arc::new(load_site(f)?));
-    }
-    if !ids.is_empty() || files.is_empty() {
-        let set = SiteSet::load_dir(&settings.selectors_dir, None)
-            .map_err(|e| config_failure(format!("{}: {e}", settings.selectors_dir.display())))?;
-        if let Some(e) = set.errors.first() {
-            if ids.is_empty() {
-                for e in &set.errors {
-                    eprintln!("{e}");
-                }
-            } else if ids
-                .iter()
-                .any(|id| e.path.file_stem().and_then(|s| s.to_str()) == Some(id))
-            {
+/// The sites a `crawl` runs: `--site` files, named ids, or every file of the directory.
+/// A broken file that was asked for by name stops the command (exit 2); in a crawl of
+/// everything it is reported and skipped.
+fn crawl_targets(settings: &Settings, files: &[PathBuf], ids: &[String]) -> Result<Vec<Arc<Site>>> {
+    let mut sites = files
+        .iter()
+        .map(|f| load_site(f).map(Arc::new))
+        .collect::<Result<Vec<_>>>()?;
+    if files.is_empty() || !ids.is_empty() {
+        let dir = &settings.selectors_dir;
+        let set = SiteSet::load_dir(dir, None).map_err(|e| {
+            config_failure(format!(
+                "{}: cannot read the selectors directory: {e}",
+                dir.display()
+            ))
+        })?;
+        for e in &set.errors {
+            let stem = e.path.file_stem().and_then(|s| s.to_str());
+            if ids.iter().any(|id| Some(id.as_str()) == stem) {
                 bail!(config_failure(e.to_string()));
             }
+            if ids.is_empty() {
+                eprintln!("{e} (skipped)");
+            }
         }
-        for id in &ids {
-            let site = set.sites.get(id).ok_or_else(|| {
-                config_failure(format!(
-                    "no site {id:?} in {}",
-                    settings.selectors_dir.display()
-                ))
-            })?;
-            sites.push(site.clone());
-        }
-        if ids.is_empty() && files.is_empty() {
+        if ids.is_empty() {
             sites.extend(set.sites.values().cloned());
         }
+        for id in ids {
+            let site = set
+                .sites
+                .get(id)
+                .ok_or_else(|| config_failure(format!("no site {id:?} in {}", dir.display())))?;
+            sites.push(site.clone());
+        }
     }
+    Ok(sites)
+}
+
+async fn crawl_cmd(settings: Settings, files: Vec<PathBuf>, ids: Vec<String>) -> Result<()> {
+    let sites = crawl_targets(&settings, &files, &ids)?;
     let store = open_store(&settings.data_dir)?;
     let crawler = crawler(&settings, store.clone(), Arc::new(Metrics::default()))?;
     let bars = progress::Bars::new(std::io::stderr().is_terminal());
@@ -330,7 +340,7 @@ async fn crawl_cmd(settings: Settings, files: Vec<PathBuf>, ids: Vec<String>) ->
         runs.spawn(async move {
             let _permit = slots.acquire_owned().await;
             let status = schedule::refresh(&site, &crawler, &bar).await;
-            bar.finish();
+            bar.finish(&status);
             (site.id.clone(), status)
         });
     }
@@ -362,6 +372,7 @@ mod progress {
     use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
     use url::Url;
 
+    /// Bars on a terminal; `None` means a pipe, where plain log lines tell the story.
     pub struct Bars(Option<MultiProgress>);
 
     impl Bars {
@@ -370,7 +381,7 @@ mod progress {
         }
 
         pub fn bar(&self, site: &str) -> Bar {
-            Bar(self.0.as_ref().map(|m| {
+            let bar = self.0.as_ref().map(|m| {
                 let bar = m.add(ProgressBar::new(0));
                 let style =
                     ProgressStyle::with_template("{prefix:>16} [{bar:30}] {pos}/{len} {msg}")
@@ -378,33 +389,44 @@ mod progress {
                 bar.set_style(style.progress_chars("=> "));
                 bar.set_prefix(site.to_owned());
                 bar
-            }))
+            });
+            Bar {
+                bar,
+                site: site.to_owned(),
+            }
         }
     }
 
-    pub struct Bar(Option<ProgressBar>);
+    pub struct Bar {
+        bar: Option<ProgressBar>,
+        site: String,
+    }
 
     impl Bar {
-        pub fn finish(&self) {
-            if let Some(b) = &self.0 {
-                b.finish_and_clear();
+        /// Clears the bar, or in a pipe logs the run's line.
+        pub fn finish(&self, status: &crate::store::RunStatus) {
+            match &self.bar {
+                Some(b) => b.finish_and_clear(),
+                None => crate::schedule::log_run(&self.site, status),
             }
         }
     }
 
     impl crate::schedule::Progress for Bar {
         fn page(&self, url: &Url) {
-            if let Some(b) = &self.0 {
-                b.set_message(url.to_string());
+            match &self.bar {
+                Some(b) => b.set_message(url.to_string()),
+                None => tracing::info!(site = %self.site, %url, "reading list"),
             }
         }
         fn planned(&self, n: usize) {
-            if let Some(b) = &self.0 {
-                b.set_length(n as u64);
+            match &self.bar {
+                Some(b) => b.set_length(n as u64),
+                None => tracing::info!(site = %self.site, items = n, "items on the list"),
             }
         }
         fn article_done(&self) {
-            if let Some(b) = &self.0 {
+            if let Some(b) = &self.bar {
                 b.inc(1);
             }
         }

@@ -341,3 +341,46 @@ async fn kill_9_at_random_moments_loses_nothing_and_duplicates_nothing() {
         "after {completed} completed rounds"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn broken_files_are_skipped_in_a_full_crawl_and_refused_by_name() {
+    let tmp = TempDir::new("crawl-broken");
+    small_site(&tmp.join("site"), 2, "");
+    let server = FixtureServer::start(&tmp.join("site"), 0).await.unwrap();
+    setup(&tmp, &small_selector(&server.origin(), "delay = \"0s\""));
+    std::fs::write(
+        tmp.join("selectors/broken.toml"),
+        "title = \"x\"\nstart = [\n",
+    )
+    .unwrap();
+
+    // In a pipe, with info logs on: plain log lines per list page and per run.
+    let dir = tmp.path().to_owned();
+    let out = tokio::task::spawn_blocking(move || {
+        run_in(
+            &dir,
+            &["crawl", "--selectors", "selectors", "--data", "data"],
+            &[("RUST_LOG", "info")],
+        )
+    })
+    .await
+    .unwrap();
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    assert!(line_of(&stdout, "fix").contains("new 2"), "{stdout}");
+    assert!(
+        stderr.contains("selectors/broken.toml:2:10:") && stderr.contains("(skipped)"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("reading list") && stderr.contains("fix: Ok in"),
+        "{stderr}"
+    );
+
+    let (code, _, stderr) = crawl(tmp.path(), &["broken"]).await;
+    assert_eq!(code, Some(2));
+    assert!(stderr.contains("selectors/broken.toml:2:10:"), "{stderr}");
+    let (code, _, stderr) = crawl(tmp.path(), &["nosuch"]).await;
+    assert_eq!(code, Some(2));
+    assert!(stderr.contains("no site \"nosuch\""), "{stderr}");
+}
