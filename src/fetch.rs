@@ -37,6 +37,8 @@ pub enum FetchError {
     TooLarge { url: String, limit: u64 },
     #[error("{url}: disallowed by robots.txt for our User-Agent (set robots = false only for your own sites)")]
     Robots { url: String },
+    #[error("{url}: robots.txt is unreachable ({detail}), so nothing is fetched from this host for now (RFC 9309)")]
+    RobotsUnreachable { url: String, detail: String },
     #[error("{url}: cannot read file: {detail}")]
     File { url: String, detail: String },
     #[error("{url}: unsupported URL scheme")]
@@ -52,7 +54,7 @@ impl FetchError {
             FetchError::Status { .. } => "http-status",
             FetchError::Blocked { .. } => "blocked",
             FetchError::TooLarge { .. } => "too-large",
-            FetchError::Robots { .. } => "robots",
+            FetchError::Robots { .. } | FetchError::RobotsUnreachable { .. } => "robots",
             FetchError::File { .. } | FetchError::Scheme { .. } => "config",
         }
     }
@@ -114,8 +116,16 @@ pub struct Manners {
 
 /// A robots.txt verdict cache entry.
 struct Robots {
-    fetched: Instant,
-    rules: Option<texting_robots::Robot>,
+    expires: Instant,
+    rules: RobotsRules,
+}
+
+enum RobotsRules {
+    /// No robots.txt (4xx) or an unparsable one: everything is allowed.
+    AllowAll,
+    Parsed(texting_robots::Robot),
+    /// 5xx or no answer: RFC 9309 section 2.3.1.4 says assume complete disallow.
+    Unreachable(String),
 }
 
 /// The shared fetcher: one connection pool, per-host clocks, a robots.txt cache.
@@ -172,10 +182,8 @@ impl Fetcher {
                 })
             }
         }
-        if manners.robots && !self.robots_allow(url, manners).await {
-            return Err(FetchError::Robots {
-                url: url.to_string(),
-            });
+        if manners.robots {
+            self.robots_allow(url, manners).await?;
         }
         let mut attempt = 0;
         loop {
@@ -348,47 +356,73 @@ impl Fetcher {
         }
     }
 
-    async fn robots_allow(&self, url: &Url, manners: Manners) -> bool {
+    async fn robots_allow(&self, url: &Url, manners: Manners) -> Result<(), FetchError> {
         let origin = url.origin().ascii_serialization();
         let cached = self.robots.lock().await.get(&origin).cloned();
         let entry = match cached {
-            Some(e) if e.fetched.elapsed() < ROBOTS_TTL => e,
+            Some(e) if Instant::now() < e.expires => e,
             _ => {
                 let entry = Arc::new(self.fetch_robots(&origin, manners).await);
                 self.robots.lock().await.insert(origin, entry.clone());
                 entry
             }
         };
-        entry.rules.as_ref().is_none_or(|r| r.allowed(url.as_str()))
+        match &entry.rules {
+            RobotsRules::AllowAll => Ok(()),
+            RobotsRules::Parsed(r) if r.allowed(url.as_str()) => Ok(()),
+            RobotsRules::Parsed(_) => Err(FetchError::Robots {
+                url: url.to_string(),
+            }),
+            RobotsRules::Unreachable(detail) => Err(FetchError::RobotsUnreachable {
+                url: url.to_string(),
+                detail: detail.clone(),
+            }),
+        }
     }
 
-    /// A missing or unreadable robots.txt allows everything (the common reading of RFC 9309
-    /// for 4xx); a server error does too, but is cached for an hour only.
+    /// Reads an origin's robots.txt. Missing (4xx) or unparsable allows everything for a
+    /// day; unreachable (5xx, network) disallows everything and is asked again in 10 minutes.
     async fn fetch_robots(&self, origin: &str, manners: Manners) -> Robots {
+        let day = Instant::now() + ROBOTS_TTL;
         let Ok(robots_url) = Url::parse(&format!("{origin}/robots.txt")) else {
             return Robots {
-                fetched: Instant::now(),
-                rules: None,
+                expires: day,
+                rules: RobotsRules::AllowAll,
             };
         };
         self.wait_for_host(&robots_url, manners.delay).await;
-        let rules = match self.get_once(&robots_url, None).await {
+        match self.get_once(&robots_url, None).await {
             Ok(FetchOutcome::Page { page, .. }) => {
-                texting_robots::Robot::new(self.robot_name(), &page.body).ok()
+                let rules = texting_robots::Robot::new(self.robot_name(), &page.body)
+                    .map_or(RobotsRules::AllowAll, RobotsRules::Parsed);
+                Robots {
+                    expires: day,
+                    rules,
+                }
             }
-            Ok(FetchOutcome::NotModified) => None,
+            Ok(FetchOutcome::NotModified) => Robots {
+                expires: day,
+                rules: RobotsRules::AllowAll,
+            },
+            Err((FetchError::Status { status, .. } | FetchError::Blocked { status, .. }, _))
+                if (400..500).contains(&status) =>
+            {
+                Robots {
+                    expires: day,
+                    rules: RobotsRules::AllowAll,
+                }
+            }
+            Err((FetchError::TooLarge { .. }, _)) => Robots {
+                expires: day,
+                rules: RobotsRules::AllowAll,
+            },
             Err((e, _)) => {
-                tracing::debug!(%robots_url, error = %e, "robots.txt not available; allowing");
-                let fetched = Instant::now() - ROBOTS_TTL + Duration::from_secs(3600);
-                return Robots {
-                    fetched,
-                    rules: None,
-                };
+                tracing::warn!(%robots_url, error = %e, "robots.txt unreachable; not crawling this host for now");
+                Robots {
+                    expires: Instant::now() + Duration::from_secs(600),
+                    rules: RobotsRules::Unreachable(e.to_string()),
+                }
             }
-        };
-        Robots {
-            fetched: Instant::now(),
-            rules,
         }
     }
 

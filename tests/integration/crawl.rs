@@ -174,6 +174,10 @@ async fn hostile_server() -> (String, tokio::task::JoinHandle<()>) {
         )
         .route("/500", get(|| async { StatusCode::INTERNAL_SERVER_ERROR }))
         .route(
+            "/robots.txt",
+            get(|| async { StatusCode::SERVICE_UNAVAILABLE }),
+        )
+        .route(
             "/blocked",
             get(|| async {
                 (
@@ -230,6 +234,9 @@ async fn each_fault_stays_with_its_site_and_the_healthy_site_succeeds() {
         let sel = small_selector(&format!("{bad}/{route}#"), "delay = \"0s\"\nrobots = false");
         std::fs::write(tmp.join(&format!("selectors/{route}.toml")), sel).unwrap();
     }
+    // The same host's robots.txt answers 503: a site that obeys robots.txt must not crawl.
+    let sel = small_selector(&format!("{bad}/500#"), "delay = \"0s\"");
+    std::fs::write(tmp.join("selectors/robots5xx.toml"), sel).unwrap();
     let started = Instant::now();
     let (code, out, err) = crawl(
         tmp.path(),
@@ -260,6 +267,7 @@ async fn each_fault_stays_with_its_site_and_the_healthy_site_succeeds() {
         ("garbage", "matched nothing"),
         ("huge", "larger than the 1000000-byte cap"),
         ("loop", "too many redirects"),
+        ("robots5xx", "robots.txt is unreachable"),
     ] {
         let line = line_of(&out, site);
         assert!(line.contains(expect), "{site}: want {expect:?} in {line}");
