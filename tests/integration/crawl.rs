@@ -1,5 +1,6 @@
 //! `feedbridge crawl` (the real binary) against fixture sites on 127.0.0.1.
 
+use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -10,7 +11,8 @@ use feedbridge::fixture_server::FixtureServer;
 use feedbridge::store::Store;
 
 use crate::support::{
-    fixture_selector, fixture_site_copy, run_in, small_selector, small_site, text, Proc, TempDir,
+    add_article, fixture_selector, fixture_site_copy, run_in, small_selector, small_site, text,
+    Proc, TempDir,
 };
 
 async fn crawl(dir: &Path, extra: &[&str]) -> (Option<i32>, String, String) {
@@ -305,18 +307,31 @@ async fn each_fault_stays_with_its_site_and_the_healthy_site_succeeds() {
 #[tokio::test(flavor = "multi_thread")]
 async fn kill_9_at_random_moments_loses_nothing_and_duplicates_nothing() {
     let tmp = TempDir::new("crawl-crash");
-    let server = FixtureServer::start(&fixture_site_copy(&tmp), 0)
-        .await
-        .unwrap();
-    setup(&tmp, &fixture_selector(&server.origin(), &[]));
-    let mut seen: std::collections::BTreeSet<String> = Default::default();
+    let site = fixture_site_copy(&tmp);
+    let server = FixtureServer::start(&site, 0).await.unwrap();
+    // 40 ms between requests: a run of six new articles takes about half a second, so the
+    // random kills land before, during and after the writes.
+    setup(
+        &tmp,
+        &fixture_selector(&server.origin(), &[("delay", "\"40ms\"")]),
+    );
+    let mut seen: BTreeSet<String> = BTreeSet::new();
     let mut rng = 0x2545_f491_u64;
-    let mut completed = 0;
-    for round in 0..20 {
+    let (mut completed, mut killed_mid_run) = (0, 0);
+    for round in 0..20u32 {
+        // Every round has new work: six more articles on the list.
+        for k in 0..6 {
+            add_article(
+                &site,
+                round * 10 + k,
+                &format!("第{round}轮新文章{k}"),
+                "2020-05-13 09:00",
+            );
+        }
         rng ^= rng << 13;
         rng ^= rng >> 7;
         rng ^= rng << 17;
-        let delay = Duration::from_millis(rng % 450);
+        let delay = Duration::from_millis(rng % 800);
         let mut p = Proc::spawn(
             tmp.path(),
             &["crawl", "--selectors", "selectors", "--data", "data"],
@@ -325,12 +340,15 @@ async fn kill_9_at_random_moments_loses_nothing_and_duplicates_nothing() {
         let finished = p.wait_for(Duration::ZERO).is_some();
         let _ = p.0.kill();
         let _ = p.0.wait();
-        completed += usize::from(finished);
+        let mut stdout = String::new();
+        if let Some(out) = p.0.stdout.as_mut() {
+            let _ = std::io::Read::read_to_string(out, &mut stdout);
+        }
+
         let store = Store::open(&tmp.join("data"))
             .unwrap_or_else(|e| panic!("round {round}: store does not open: {e}"));
-        let items = store.recent("fix", 1000).unwrap();
-        let urls: std::collections::BTreeSet<String> =
-            items.iter().map(|i| i.item.url.clone()).collect();
+        let items = store.recent("fix", 10_000).unwrap();
+        let urls: BTreeSet<String> = items.iter().map(|i| i.item.url.clone()).collect();
         assert_eq!(urls.len(), items.len(), "round {round}: duplicate items");
         assert_eq!(
             store.count("fix"),
@@ -338,16 +356,30 @@ async fn kill_9_at_random_moments_loses_nothing_and_duplicates_nothing() {
             "round {round}: index and items disagree"
         );
         assert!(urls.is_superset(&seen), "round {round}: items lost");
+        if finished {
+            // What a finished run reported as new is exactly what the store gained.
+            let new: usize = line_of(&stdout, "fix")
+                .split("items new ")
+                .nth(1)
+                .and_then(|r| r.split_whitespace().next())
+                .and_then(|n| n.parse().ok())
+                .expect("new count");
+            assert_eq!(urls.len(), seen.len() + new, "round {round}: {stdout}");
+            completed += 1;
+        } else if urls.len() > seen.len() {
+            killed_mid_run += 1;
+        }
         seen = urls;
     }
+    assert!(
+        killed_mid_run >= 1,
+        "no kill landed during the writes ({completed} rounds finished)"
+    );
     let (code, out, _) = crawl(tmp.path(), &[]).await;
     assert_eq!(code, Some(0), "{out}");
     let store = Store::open(&tmp.join("data")).unwrap();
-    assert_eq!(
-        store.recent("fix", 1000).unwrap().len(),
-        27,
-        "after {completed} completed rounds"
-    );
+    assert_eq!(store.recent("fix", 10_000).unwrap().len(), 27 + 120);
+    eprintln!("kill -9 rounds: {completed} finished, {killed_mid_run} killed while writing, {} killed before writing", 20 - completed - killed_mid_run);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -1,14 +1,14 @@
 //! `feedbridge serve` (the real binary) with the fixture site crawled: the feed as feed
 //! readers and aggregators see it, and the renderer against hostile items.
 
-use std::path::Path;
 use std::time::Duration;
 
 use feedbridge::fixture_server::FixtureServer;
 use reqwest::header;
 
 use crate::support::{
-    eventually, fixture_selector, fixture_site_copy, http, spawn_serve, wait_for_run, Proc, TempDir,
+    add_article, eventually, fixture_selector, fixture_site_copy, http, spawn_serve, wait_for_run,
+    Proc, TempDir,
 };
 
 /// A running `serve` over a fixture-site copy; returns (server base URL, process).
@@ -214,7 +214,7 @@ async fn aggregator_sees_a_new_item_after_the_next_crawl() {
         304
     );
 
-    add_article(&site, "省直机关召开新闻发布会", "2020-05-13 10:00");
+    add_article(&site, 9999, "省直机关召开新闻发布会", "2020-05-13 10:00");
     let fresh = eventually(Duration::from_secs(60), || {
         let (client, url, etag) = (client.clone(), url.clone(), etag.clone());
         async move {
@@ -236,22 +236,6 @@ async fn aggregator_sees_a_new_item_after_the_next_crawl() {
         newest_dated.title.as_ref().unwrap().content,
         "省直机关召开新闻发布会"
     );
-}
-
-/// Puts a new article at the top of the fixture list.
-pub fn add_article(site: &Path, title: &str, when: &str) {
-    let dir = site.join("utf8/gzdt");
-    let seed = std::fs::read_to_string(dir.join("202005/t20200512_1874321.html")).unwrap();
-    let page = seed
-        .replace(
-            "5月10日《河南日报》:百舸竞进争出彩——省直机关创建模范机关热潮涌动</h1>",
-            &format!("{title}</h1>"),
-        )
-        .replace("时间:2020-05-12", &format!("时间:{when}"));
-    std::fs::write(dir.join("202005/t20200513_9999.html"), page).unwrap();
-    let list = std::fs::read_to_string(dir.join("index.html")).unwrap();
-    let li = format!("<ul>\n      <li><span class=\"date\">2020-05-13</span><a href=\"./202005/t20200513_9999.html\" title=\"{title}\">{title}</a></li>");
-    std::fs::write(dir.join("index.html"), list.replacen("<ul>", &li, 1)).unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread")]

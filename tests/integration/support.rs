@@ -142,16 +142,18 @@ impl Proc {
             .status();
     }
 
-    /// Waits for exit at most `limit`; `None` when it did not exit.
+    /// Waits for exit at most `limit` (checking at least once); `None` when it did not exit.
     pub fn wait_for(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
         let start = Instant::now();
-        while start.elapsed() < limit {
+        loop {
             if let Ok(Some(status)) = self.0.try_wait() {
                 return Some(status);
             }
+            if start.elapsed() >= limit {
+                return None;
+            }
             std::thread::sleep(Duration::from_millis(50));
         }
-        None
     }
 }
 
@@ -273,4 +275,25 @@ pub async fn wait_for_run(base: &str, new: u64) {
         done.is_some(),
         "no finished run with {new} new items at {base}"
     );
+}
+
+/// Puts a new article (`202005/t20200513_{n}.html`, seed text) at the top of the UTF-8
+/// fixture site's first list page.
+pub fn add_article(site: &Path, n: u32, title: &str, when: &str) {
+    let dir = site.join("utf8/gzdt");
+    let seed =
+        std::fs::read_to_string(dir.join("202005/t20200512_1874321.html")).expect("seed page");
+    let page = seed
+        .replace(
+            "5月10日《河南日报》:百舸竞进争出彩——省直机关创建模范机关热潮涌动</h1>",
+            &format!("{title}</h1>"),
+        )
+        .replace("时间:2020-05-12", &format!("时间:{when}"));
+    let file = format!("202005/t20200513_{n}.html");
+    std::fs::write(dir.join(&file), page).expect("write article");
+    let list = std::fs::read_to_string(dir.join("index.html")).expect("list page");
+    let li = format!(
+        "<ul>\n      <li><span class=\"date\">2020-05-13</span><a href=\"./{file}\" title=\"{title}\">{title}</a></li>"
+    );
+    std::fs::write(dir.join("index.html"), list.replacen("<ul>", &li, 1)).expect("write list");
 }
