@@ -253,10 +253,15 @@ async fn run_service(
         metrics,
         Some(heartbeat),
     ));
-    let app = serve::app(state, settings.max_connections);
+    let app = serve::app(state);
     tracing::info!(%addr, "serving");
     on_ready(addr);
-    let server = tokio::spawn(serve::serve(listener, app, shutdown_rx.clone()));
+    let server = tokio::spawn(serve::serve(
+        listener,
+        app,
+        settings.max_connections,
+        shutdown_rx.clone(),
+    ));
     termination().await;
     tracing::info!("stopping: no new runs, finishing the ones in flight");
     let _ = shutdown_tx.send(true);

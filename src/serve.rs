@@ -13,7 +13,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::error_handling::HandleErrorLayer;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -97,9 +96,9 @@ impl IntoResponse for AppError {
     }
 }
 
-/// The router with every route, limits and compression (for the non-feed routes; feeds
-/// come compressed from the cache).
-pub fn app(state: Arc<AppState>, max_connections: usize) -> Router {
+/// The router with every route and compression (for the non-feed routes; feeds come
+/// compressed from the cache). Limits wrap the whole router in [`limited`].
+pub fn app(state: Arc<AppState>) -> Router {
     let pages = Router::new()
         .route("/", get(index))
         .route("/opml", get(opml))
@@ -115,20 +114,43 @@ pub fn app(state: Arc<AppState>, max_connections: usize) -> Router {
             state.clone(),
             count_requests,
         ))
-        .layer(
-            ServiceBuilder::new()
-                .layer(HandleErrorLayer::new(|_: tower::BoxError| async {
-                    (
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        [(header::RETRY_AFTER, "1")],
-                        "overloaded, retry shortly\n",
-                    )
-                }))
-                .load_shed()
-                .concurrency_limit(max_connections)
-                .timeout(Duration::from_secs(30)),
-        )
         .with_state(state)
+}
+
+/// The router behind one global cap of `max_concurrent` requests: past it a request is
+/// answered 503 with `Retry-After` at once instead of queueing; a request that takes 30 s
+/// is cut with a 503 too. (Layered on the router as a whole: `Router::layer` would give
+/// every route a cap of its own.)
+pub fn limited(
+    router: Router,
+    max_concurrent: usize,
+) -> impl tower::Service<
+    axum::extract::Request,
+    Response = Response,
+    Error = std::convert::Infallible,
+    Future = impl Send,
+> + Clone
+       + Send
+       + 'static {
+    ServiceBuilder::new()
+        .layer(axum::error_handling::HandleErrorLayer::new(
+            |e: tower::BoxError| async move {
+                let why = if e.is::<tower::timeout::error::Elapsed>() {
+                    "request timed out\n"
+                } else {
+                    "overloaded, retry shortly\n"
+                };
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    [(header::RETRY_AFTER, "1")],
+                    why,
+                )
+            },
+        ))
+        .load_shed()
+        .concurrency_limit(max_concurrent)
+        .timeout(Duration::from_secs(30))
+        .service(router)
 }
 
 async fn count_requests(
@@ -543,13 +565,15 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
 }
 
-/// Serves `app` on `listener` until `shutdown` turns true.
+/// Serves `app` (behind [`limited`]) on `listener` until `shutdown` turns true.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     app: Router,
+    max_concurrent: usize,
     mut shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app)
+    let service = tower::make::Shared::new(limited(app, max_concurrent));
+    axum::serve(listener, service)
         .with_graceful_shutdown(async move {
             let _ = shutdown.wait_for(|s| *s).await;
         })
@@ -559,6 +583,46 @@ pub async fn serve(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tower::ServiceExt;
+
+    #[tokio::test]
+    async fn past_the_cap_requests_get_503_with_retry_after() {
+        let (entered_tx, entered_rx) = tokio::sync::oneshot::channel::<()>();
+        let (release_tx, release_rx) = tokio::sync::oneshot::channel::<()>();
+        let slot = Arc::new(Mutex::new(Some((entered_tx, release_rx))));
+        let router = Router::new()
+            .route(
+                "/slow",
+                get(move || {
+                    let pair = slot.lock().ok().and_then(|mut s| s.take());
+                    async move {
+                        if let Some((entered, release)) = pair {
+                            let _ = entered.send(());
+                            let _ = release.await;
+                        }
+                        "slow"
+                    }
+                }),
+            )
+            .route("/fast", get(|| async { "fast" }));
+        let svc = limited(router, 1);
+        let get_req = |p: &str| {
+            axum::extract::Request::builder()
+                .uri(p)
+                .body(Body::empty())
+                .unwrap()
+        };
+        let first = tokio::spawn(svc.clone().oneshot(get_req("/slow")));
+        entered_rx.await.unwrap();
+        // The one slot is taken: an unrelated route is shed at once, not queued.
+        let shed = svc.clone().oneshot(get_req("/fast")).await.unwrap();
+        assert_eq!(shed.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(shed.headers()[header::RETRY_AFTER], "1");
+        release_tx.send(()).unwrap();
+        assert_eq!(first.await.unwrap().unwrap().status(), StatusCode::OK);
+        let ok = svc.oneshot(get_req("/fast")).await.unwrap();
+        assert_eq!(ok.status(), StatusCode::OK);
+    }
 
     #[test]
     fn encodings_and_conditionals() {
