@@ -316,10 +316,12 @@ fn gzip(data: &[u8]) -> Bytes {
     enc.finish().map(Bytes::from).unwrap_or_default()
 }
 
+/// Quality 6 with a 1 MiB window: measured on a 391 KB feed, quality 9 / 4 MiB window
+/// made a 1.4% smaller body but raised the server's peak RSS from 24 to 42 MiB.
 fn brotli_compress(data: &[u8]) -> Bytes {
     let mut out = Vec::new();
     {
-        let mut w = brotli::CompressorWriter::new(&mut out, 4096, 9, 22);
+        let mut w = brotli::CompressorWriter::new(&mut out, 4096, 6, 20);
         let _ = w.write_all(data);
     }
     Bytes::from(out)
