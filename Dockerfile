@@ -1,6 +1,8 @@
 # syntax=docker/dockerfile:1
 # Build: docker build -t feedbridge .
 # Run:   docker run -p 8080:8080 -v $PWD/selectors:/selectors:ro -v feedbridge-data:/data feedbridge
+# The image ships no selector files: the repository's are examples and fixtures (one
+# would crawl www.gov.cn), so mount your own directory at /selectors.
 
 FROM rust:1.95-slim-bookworm AS build
 WORKDIR /src
@@ -23,7 +25,6 @@ RUN apt-get update \
  && useradd --system --uid 10001 --home-dir /data feedbridge \
  && mkdir -p /data /selectors && chown feedbridge /data
 COPY --from=build /src/target/release/feedbridge /usr/local/bin/feedbridge
-COPY selectors /selectors
 USER feedbridge
 ENV FEEDBRIDGE_LISTEN=0.0.0.0:8080 \
     FEEDBRIDGE_DATA=/data \

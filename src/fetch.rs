@@ -92,8 +92,9 @@ pub struct FetchSettings {
 impl Default for FetchSettings {
     fn default() -> Self {
         FetchSettings {
+            // No made-up contact URL: operators add theirs with --user-agent.
             user_agent: format!(
-                "feedbridge/{} (+https://github.com/feedbridge/feedbridge)",
+                "feedbridge/{} (Atom feed generator)",
                 env!("CARGO_PKG_VERSION")
             ),
             timeout: Duration::from_secs(30),

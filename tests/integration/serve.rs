@@ -414,3 +414,57 @@ fn hostile_items_always_render_a_parsable_complete_feed() {
             .is_some_and(|n| !n.is_empty()));
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_public_base_url_names_the_feed_behind_a_proxy() {
+    let tmp = TempDir::new("serve-base-url");
+    let fixture = FixtureServer::start(&fixture_site_copy(&tmp), 0)
+        .await
+        .unwrap();
+    std::fs::create_dir_all(tmp.join("selectors")).unwrap();
+    let sel = fixture_selector(&fixture.origin(), &[("schedule", "\"0 0 1 1 *\"")]);
+    std::fs::write(tmp.join("selectors/fix.toml"), sel).unwrap();
+    let (base, _p) = crate::support::spawn_serve_with(
+        tmp.path(),
+        &["--base-url", "https://feeds.example.org/bridge"],
+    );
+    wait_for_run(&base, 27).await;
+    let client = http();
+    let xml = client
+        .get(format!("{base}/feeds/fix.atom"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        xml.contains(r#"<link href="https://feeds.example.org/bridge/feeds/fix.atom" rel="self" type="application/atom+xml"/>"#),
+        "{}",
+        &xml[..800.min(xml.len())]
+    );
+    let opml = client
+        .get(format!("{base}/opml"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        opml.contains(r#"xmlUrl="https://feeds.example.org/bridge/feeds/fix.atom""#),
+        "{opml}"
+    );
+    // A forged Host header changes nothing when the base is configured.
+    let r = client
+        .get(format!("{base}/feeds/fix.atom"))
+        .header(header::HOST, "evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert!(r
+        .text()
+        .await
+        .unwrap()
+        .contains("https://feeds.example.org/bridge/feeds/fix.atom"));
+}

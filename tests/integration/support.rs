@@ -239,19 +239,23 @@ remove = ["div.share", "div.related", "script", "style"]
 /// `feedbridge serve` in `dir` (reading `dir/selectors`, storing in `dir/data`) on a free
 /// loopback port; returns its base URL and the process.
 pub fn spawn_serve(dir: &Path) -> (String, Proc) {
+    spawn_serve_with(dir, &[])
+}
+
+/// [`spawn_serve`] with more flags.
+pub fn spawn_serve_with(dir: &Path, extra: &[&str]) -> (String, Proc) {
     let listen = format!("127.0.0.1:{}", free_port());
-    let p = Proc::spawn(
-        dir,
-        &[
-            "serve",
-            "--selectors",
-            "selectors",
-            "--data",
-            "data",
-            "--listen",
-            &listen,
-        ],
-    );
+    let mut args = vec![
+        "serve",
+        "--selectors",
+        "selectors",
+        "--data",
+        "data",
+        "--listen",
+        &listen,
+    ];
+    args.extend_from_slice(extra);
+    let p = Proc::spawn(dir, &args);
     (format!("http://{listen}"), p)
 }
 
