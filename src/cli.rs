@@ -506,7 +506,7 @@ async fn preview_cmd(
     Ok(())
 }
 
-/// Reads the list pages (following `next` up to `max_pages`) or the upstream feed.
+/// The list entries `preview` shows, read exactly as a crawl reads them (no validators).
 async fn preview_list(
     site: &Site,
     fetcher: &Fetcher,
@@ -514,36 +514,23 @@ async fn preview_list(
     start: Url,
     notes: &mut Vec<String>,
 ) -> Result<Vec<ListEntry>> {
-    let mut entries = Vec::new();
-    let mut url = start;
-    let (rules, max_pages) = match &site.source {
-        Source::List { rules, .. } => (Some(rules), rules.max_pages),
-        Source::Feed { .. } => (None, 1),
-    };
-    for _ in 0..max_pages {
-        let page = match fetcher.get(&url, None, manners).await? {
-            FetchOutcome::Page { page, .. } => page,
-            FetchOutcome::NotModified => break,
-        };
-        let Some(rules) = rules else {
-            entries.extend(crate::upstream::entries(&page, site, Utc::now())?);
-            break;
-        };
-        let list = extract_list(&page, site, rules, Utc::now());
-        if list.matched == 0 {
-            notes.push(format!(
-                "list.item {:?} matched nothing on {url}",
-                rules.item_css
-            ));
-        }
-        notes.extend(list.warnings);
-        entries.extend(list.entries);
-        match list.next {
-            Some(next) => url = next,
-            None => break,
-        }
+    let lists = schedule::read_lists(
+        site,
+        fetcher,
+        manners,
+        vec![start],
+        |_| None,
+        &schedule::Quiet,
+    )
+    .await;
+    notes.extend(lists.warnings);
+    notes.extend(lists.matched_nothing);
+    match lists.error {
+        Some((_, message)) if lists.entries.is_empty() => bail!(message),
+        Some((_, message)) => notes.push(message),
+        None => {}
     }
-    Ok(entries)
+    Ok(lists.entries)
 }
 
 fn preview_saved(

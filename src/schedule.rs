@@ -51,8 +51,34 @@ pub async fn refresh(site: &Site, crawler: &Crawler, progress: &dyn Progress) ->
         robots: site.robots,
     };
 
-    let (entries, list_validators) = read_lists(site, crawler, manners, &mut run, progress).await;
-    let entries = dedup(entries);
+    // A revisiting site must see edits of known articles, which a 304 on an unchanged
+    // list page would hide: it reads its lists unconditionally.
+    let known = |url: &Url| {
+        if site.revisit {
+            None
+        } else {
+            store.validators(url.as_str()).ok().flatten()
+        }
+    };
+    let lists = read_lists(
+        site,
+        &crawler.fetcher,
+        manners,
+        site.start_urls(),
+        known,
+        progress,
+    )
+    .await;
+    run.status.pages_fetched += lists.pages;
+    run.status.not_modified += lists.not_modified;
+    for w in lists.warnings {
+        run.warn(w);
+    }
+    run.matched_nothing = lists.matched_nothing;
+    if let Some((class, message)) = lists.error {
+        run.fail(&class, message);
+    }
+    let (entries, list_validators) = (lists.entries, lists.validators);
     progress.planned(entries.len());
     let mut fresh = 0;
     for entry in &entries {
@@ -134,20 +160,39 @@ pub async fn refresh(site: &Site, crawler: &Crawler, progress: &dyn Progress) ->
     status
 }
 
-/// Reads the list pages (following `next` up to `max_pages`) or the upstream feed.
-async fn read_lists(
+/// What reading a site's list pages (or its upstream feed) gave.
+#[derive(Debug, Default)]
+pub struct Lists {
+    /// Entries with a URL, deduplicated, in list order.
+    pub entries: Vec<ListEntry>,
+    /// Validators of the pages read, to remember once their items are stored.
+    pub validators: Vec<(Url, Validators)>,
+    pub pages: u32,
+    pub not_modified: u32,
+    pub warnings: Vec<String>,
+    /// A 200 first page on which `list.item` matched nothing, or an empty upstream feed.
+    pub matched_nothing: Option<String>,
+    /// The first fetch or parse failure: (class, message).
+    pub error: Option<(String, String)>,
+}
+
+/// Reads the list pages from each of `starts` (following `next` up to `max_pages`, never
+/// a page twice) or the upstream feed. `known` gives the validators for a conditional GET;
+/// a 304 ends that start's pages. Shared by `refresh` and `preview`.
+pub async fn read_lists(
     site: &Site,
-    crawler: &Crawler,
+    fetcher: &Fetcher,
     manners: Manners,
-    run: &mut Run,
+    starts: Vec<Url>,
+    known: impl Fn(&Url) -> Option<Validators>,
     progress: &dyn Progress,
-) -> (Vec<ListEntry>, Vec<(Url, Validators)>) {
-    let mut entries = Vec::new();
-    let mut validators = Vec::new();
-    let (starts, max_pages) = match &site.source {
-        Source::List { start, rules } => (start.clone(), rules.max_pages),
-        Source::Feed { url } => (vec![url.clone()], 1),
+) -> Lists {
+    let mut lists = Lists::default();
+    let max_pages = match &site.source {
+        Source::List { rules, .. } => rules.max_pages,
+        Source::Feed { .. } => 1,
     };
+    let mut seen = HashSet::new();
     for start in starts {
         let mut url = start;
         let mut visited = HashSet::new();
@@ -156,72 +201,66 @@ async fn read_lists(
                 break;
             }
             progress.page(&url);
-            // A revisiting site must see edits of known articles, which a 304 on an
-            // unchanged list page would hide: it reads its lists unconditionally.
-            let known = if site.revisit {
-                None
-            } else {
-                crawler.store.validators(url.as_str()).ok().flatten()
-            };
-            let page = match crawler.fetcher.get(&url, known.as_ref(), manners).await {
+            let page = match fetcher.get(&url, known(&url).as_ref(), manners).await {
                 Ok(FetchOutcome::NotModified) => {
-                    run.status.not_modified += 1;
+                    lists.not_modified += 1;
                     break;
                 }
-                Ok(FetchOutcome::Page {
-                    page,
-                    validators: v,
-                }) => {
-                    run.status.pages_fetched += 1;
-                    validators.push((url.clone(), v));
+                Ok(FetchOutcome::Page { page, validators }) => {
+                    lists.pages += 1;
+                    lists.validators.push((url.clone(), validators));
                     page
                 }
                 Err(e) => {
-                    run.fail(e.class(), e.to_string());
+                    lists
+                        .error
+                        .get_or_insert((e.class().to_owned(), e.to_string()));
                     break;
                 }
             };
-            match &site.source {
+            let found = match &site.source {
                 Source::List { rules, .. } => {
                     let list = extract_list(&page, site, rules, Utc::now());
                     if list.matched == 0 && page_no == 0 {
-                        run.matched_nothing = Some(format!(
+                        lists.matched_nothing = Some(format!(
                             "{url}: list.item {:?} matched nothing; the site probably changed its markup",
                             rules.item_css
                         ));
                     }
-                    for w in list.warnings.into_iter().take(5) {
-                        run.warn(w);
-                    }
-                    entries.extend(list.entries);
-                    match list.next {
-                        Some(next) => url = next,
-                        None => break,
-                    }
+                    lists.warnings.extend(list.warnings.into_iter().take(5));
+                    let next = list.next;
+                    (list.entries, next)
                 }
                 Source::Feed { .. } => match upstream::entries(&page, site, Utc::now()) {
-                    Ok(list) if list.is_empty() => {
-                        run.matched_nothing =
-                            Some(format!("{url}: the upstream feed has no entries"));
+                    Ok(entries) => {
+                        if entries.is_empty() {
+                            lists.matched_nothing =
+                                Some(format!("{url}: the upstream feed has no entries"));
+                        }
+                        (entries, None)
                     }
-                    Ok(list) => entries.extend(list),
                     Err(e) => {
-                        validators.clear();
-                        run.fail("upstream", e.to_string());
+                        lists.validators.pop();
+                        lists
+                            .error
+                            .get_or_insert(("upstream".into(), e.to_string()));
+                        (Vec::new(), None)
                     }
                 },
+            };
+            let (entries, next) = found;
+            lists.entries.extend(
+                entries
+                    .into_iter()
+                    .filter(|e| e.url.as_ref().is_some_and(|u| seen.insert(u.to_string()))),
+            );
+            match next {
+                Some(next) => url = next,
+                None => break,
             }
         }
     }
-    (entries, validators)
-}
-
-fn dedup(entries: Vec<ListEntry>) -> Vec<ListEntry> {
-    let mut seen = HashSet::new();
-    entries
-        .into_iter()
-        .filter(|e| e.url.as_ref().is_some_and(|u| seen.insert(u.to_string())))
-        .collect()
+    lists
 }
 
 /// A run in progress.
