@@ -7,8 +7,8 @@ use feedbridge::fixture_server::FixtureServer;
 use reqwest::header;
 
 use crate::support::{
-    add_article, eventually, fixture_selector, fixture_site_copy, http, spawn_serve, wait_for_run,
-    Proc, TempDir,
+    add_article, eventually, fixture_selector, fixture_site_copy, http, spawn_serve,
+    wait_for_items, Proc, TempDir,
 };
 
 /// A running `serve` over a fixture-site copy; returns (server base URL, process).
@@ -24,7 +24,7 @@ pub async fn serve_fixture(
     );
     std::fs::write(tmp.join("selectors/fix.toml"), sel).unwrap();
     let (base, p) = spawn_serve(tmp.path());
-    wait_for_run(&base, 27).await;
+    wait_for_items(&base, 27).await;
     (base, p)
 }
 
@@ -428,7 +428,7 @@ async fn a_public_base_url_names_the_feed_behind_a_proxy() {
         tmp.path(),
         &["--base-url", "https://feeds.example.org/bridge"],
     );
-    wait_for_run(&base, 27).await;
+    wait_for_items(&base, 27).await;
     let client = http();
     let xml = client
         .get(format!("{base}/feeds/fix.atom"))

@@ -6,7 +6,7 @@ use feedbridge::fixture_server::FixtureServer;
 
 use crate::support::{
     eventually, fixture_selector, fixture_site_copy, free_port, http, root, run_in, spawn_serve,
-    status_json as status, text, wait_for_run, Proc, TempDir,
+    status_json as status, text, wait_for_items, Proc, TempDir,
 };
 
 #[tokio::test(flavor = "multi_thread")]
@@ -51,7 +51,7 @@ async fn hot_reload_applies_edits_keeps_last_good_rules_adds_and_removes_feeds()
     let good = fixture_selector(&fixture.origin(), &[("schedule", "\"*/2 * * * * *\"")]);
     std::fs::write(tmp.join("selectors/fix.toml"), &good).unwrap();
     let (base, _p) = spawn_serve(tmp.path());
-    wait_for_run(&base, 27).await;
+    wait_for_items(&base, 27).await;
 
     // An edit: the new title shows, without a restart. Written via a temp file and a
     // rename, as editors do; the temp name itself must be ignored.

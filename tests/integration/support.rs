@@ -269,15 +269,19 @@ pub async fn status_json(base: &str) -> Option<serde_json::Value> {
     serde_json::from_slice(&r.bytes().await.ok()?).ok()
 }
 
-/// Waits (at most 30 s) until the first site's last finished run stored `new` items.
-pub async fn wait_for_run(base: &str, new: u64) {
+/// Waits (at most 30 s) until the first site has a finished run and `items` stored items.
+/// (Not "the last run stored N": on a seconds schedule the next run, with nothing new,
+/// may replace that status before a poll sees it.)
+pub async fn wait_for_items(base: &str, items: u64) {
     let done = eventually(Duration::from_secs(30), || async {
-        (status_json(base).await?["sites"][0]["last_run"]["new"].as_u64()? == new).then_some(())
+        let status = status_json(base).await?;
+        let site = &status["sites"][0];
+        (site["items"].as_u64()? == items && !site["last_run"].is_null()).then_some(())
     })
     .await;
     assert!(
         done.is_some(),
-        "no finished run with {new} new items at {base}"
+        "no finished run with {items} stored items at {base}"
     );
 }
 
