@@ -7,26 +7,8 @@ use feedbridge::fixture_server::FixtureServer;
 use reqwest::header;
 
 use crate::support::{
-    add_article, eventually, fixture_selector, fixture_site_copy, http, spawn_serve,
-    wait_for_items, Proc, TempDir,
+    add_article, eventually, fixture_site_copy, get_text, http, serve_fixture, TempDir,
 };
-
-/// A running `serve` over a fixture-site copy; returns (server base URL, process).
-pub async fn serve_fixture(
-    tmp: &TempDir,
-    fixture: &FixtureServer,
-    schedule: &str,
-) -> (String, Proc) {
-    std::fs::create_dir_all(tmp.join("selectors")).unwrap();
-    let sel = fixture_selector(
-        &fixture.origin(),
-        &[("schedule", &format!("\"{schedule}\""))],
-    );
-    std::fs::write(tmp.join("selectors/fix.toml"), sel).unwrap();
-    let (base, p) = spawn_serve(tmp.path());
-    wait_for_items(&base, 27).await;
-    (base, p)
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn feed_is_valid_atom_and_polls_are_cheap() {
@@ -34,7 +16,7 @@ async fn feed_is_valid_atom_and_polls_are_cheap() {
     let fixture = FixtureServer::start(&fixture_site_copy(&tmp), 0)
         .await
         .unwrap();
-    let (base, _p) = serve_fixture(&tmp, &fixture, "0 0 1 1 *").await;
+    let (base, _p) = serve_fixture(&tmp, &fixture, "0 0 1 1 *", &[]).await;
     let client = http();
     let url = format!("{base}/feeds/fix.atom");
     let r = client.get(&url).send().await.unwrap();
@@ -159,7 +141,7 @@ async fn index_opml_status_health_and_metrics() {
     let fixture = FixtureServer::start(&fixture_site_copy(&tmp), 0)
         .await
         .unwrap();
-    let (base, _p) = serve_fixture(&tmp, &fixture, "0 0 1 1 *").await;
+    let (base, _p) = serve_fixture(&tmp, &fixture, "0 0 1 1 *", &[]).await;
     let client = http();
     let get = |path: &str| client.get(format!("{base}{path}")).send();
     let index = get("/").await.unwrap().text().await.unwrap();
@@ -198,7 +180,7 @@ async fn aggregator_sees_a_new_item_after_the_next_crawl() {
     let site = fixture_site_copy(&tmp);
     let fixture = FixtureServer::start(&site, 0).await.unwrap();
     // Every 2 seconds (6 fields: seconds first).
-    let (base, _p) = serve_fixture(&tmp, &fixture, "*/2 * * * * *").await;
+    let (base, _p) = serve_fixture(&tmp, &fixture, "*/2 * * * * *", &[]).await;
     let client = http();
     let url = format!("{base}/feeds/fix.atom");
     let r = client.get(&url).send().await.unwrap();
@@ -258,7 +240,7 @@ async fn real_feed_readers_accept_the_feed() {
     let fixture = FixtureServer::start(&fixture_site_copy(&tmp), 0)
         .await
         .unwrap();
-    let (base, _p) = serve_fixture(&tmp, &fixture, "0 0 1 1 *").await;
+    let (base, _p) = serve_fixture(&tmp, &fixture, "0 0 1 1 *", &[]).await;
     let url = format!("{base}/feeds/fix.atom");
 
     let script = format!(
@@ -421,36 +403,21 @@ async fn a_public_base_url_names_the_feed_behind_a_proxy() {
     let fixture = FixtureServer::start(&fixture_site_copy(&tmp), 0)
         .await
         .unwrap();
-    std::fs::create_dir_all(tmp.join("selectors")).unwrap();
-    let sel = fixture_selector(&fixture.origin(), &[("schedule", "\"0 0 1 1 *\"")]);
-    std::fs::write(tmp.join("selectors/fix.toml"), sel).unwrap();
-    let (base, _p) = crate::support::spawn_serve_with(
-        tmp.path(),
+    let (base, _p) = serve_fixture(
+        &tmp,
+        &fixture,
+        "0 0 1 1 *",
         &["--base-url", "https://feeds.example.org/bridge"],
-    );
-    wait_for_items(&base, 27).await;
+    )
+    .await;
     let client = http();
-    let xml = client
-        .get(format!("{base}/feeds/fix.atom"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let xml = get_text(format!("{base}/feeds/fix.atom")).await;
     assert!(
         xml.contains(r#"<link href="https://feeds.example.org/bridge/feeds/fix.atom" rel="self" type="application/atom+xml"/>"#),
         "{}",
         &xml[..800.min(xml.len())]
     );
-    let opml = client
-        .get(format!("{base}/opml"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let opml = get_text(format!("{base}/opml")).await;
     assert!(
         opml.contains(r#"xmlUrl="https://feeds.example.org/bridge/feeds/fix.atom""#),
         "{opml}"

@@ -5,8 +5,8 @@ use std::time::Duration;
 use feedbridge::fixture_server::FixtureServer;
 
 use crate::support::{
-    eventually, fixture_selector, fixture_site_copy, free_port, http, root, run_in, spawn_serve,
-    status_json as status, text, wait_for_items, Proc, TempDir,
+    eventually, fixture_selector, fixture_site_copy, free_port, get_text, http, root, run_in,
+    spawn_serve, status_json as status, text, wait_for_items, Proc, TempDir,
 };
 
 #[tokio::test(flavor = "multi_thread")]
@@ -102,14 +102,7 @@ async fn hot_reload_applies_edits_keeps_last_good_rules_adds_and_removes_feeds()
         .await
         .unwrap();
     assert_eq!(feed.status(), 200);
-    let index = http()
-        .get(format!("{base}/"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let index = get_text(format!("{base}/")).await;
     assert!(index.contains("invalid CSS selector"));
 
     // A new file adds a feed; deleting it removes the feed from / and /opml.
@@ -125,14 +118,7 @@ async fn hot_reload_applies_edits_keeps_last_good_rules_adds_and_removes_feeds()
     })
     .await
     .expect("second feed removed");
-    let opml = http()
-        .get(format!("{base}/opml"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let opml = get_text(format!("{base}/opml")).await;
     assert!(!opml.contains("second.atom"));
     assert_eq!(
         http()

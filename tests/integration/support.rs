@@ -305,3 +305,34 @@ pub fn add_article(site: &Path, n: u32, title: &str, when: &str) {
     );
     std::fs::write(dir.join("index.html"), list.replacen("<ul>", &li, 1)).expect("write list");
 }
+
+/// The body of `GET url` as text (panics on a transport error).
+pub async fn get_text(url: String) -> String {
+    http()
+        .get(&url)
+        .send()
+        .await
+        .expect(&url)
+        .text()
+        .await
+        .expect(&url)
+}
+
+/// `serve` (with `extra` flags) over a fixture-site copy served by `fixture`, its selector
+/// on `schedule`; returns once the 27 articles are stored.
+pub async fn serve_fixture(
+    tmp: &TempDir,
+    fixture: &feedbridge::fixture_server::FixtureServer,
+    schedule: &str,
+    extra: &[&str],
+) -> (String, Proc) {
+    std::fs::create_dir_all(tmp.join("selectors")).expect("mkdir");
+    let sel = fixture_selector(
+        &fixture.origin(),
+        &[("schedule", &format!("\"{schedule}\""))],
+    );
+    std::fs::write(tmp.join("selectors/fix.toml"), sel).expect("write selector");
+    let (base, p) = spawn_serve_with(tmp.path(), extra);
+    wait_for_items(&base, 27).await;
+    (base, p)
+}
