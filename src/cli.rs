@@ -451,8 +451,10 @@ async fn preview_cmd(
     let manners = Manners {
         delay: site.delay.unwrap_or(Duration::from_secs(1)),
         robots: site.robots,
-        policy: crate::url_policy::UrlPolicy::resolved(site.start_urls().into_iter().chain(url.clone()))
-            .await,
+        policy: crate::url_policy::UrlPolicy::resolved(
+            site.start_urls().into_iter().chain(url.clone()),
+        )
+        .await,
     };
     let now = Utc::now();
     let mut items: Vec<Item> = Vec::new();

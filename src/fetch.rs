@@ -210,7 +210,9 @@ impl Fetcher {
         let mut attempt = 0;
         loop {
             self.wait_for_host(url, manners.delay).await;
-            let result = self.get_once(&client, url, validators).await;
+            let result = self
+                .get_once(&client, manners.policy.allow, url, validators)
+                .await;
             match result {
                 Err((e, retry_after)) if e.retryable() && attempt < self.settings.retries => {
                     let backoff = self.settings.retry_base * 2u32.pow(attempt);
@@ -231,6 +233,7 @@ impl Fetcher {
     async fn get_once(
         &self,
         client: &reqwest::Client,
+        allow: AddrClasses,
         url: &Url,
         validators: Option<&Validators>,
     ) -> Result<FetchOutcome, (FetchError, Option<Duration>)> {
@@ -270,6 +273,19 @@ impl Fetcher {
         let status = response.status();
         if status == StatusCode::NOT_MODIFIED {
             return Ok(FetchOutcome::NotModified);
+        }
+        if status.is_redirection() {
+            // A Location the redirect layer could not follow (`file:` and other schemes
+            // do not even reach the policy) comes back as the 3xx itself.
+            let target = response
+                .headers()
+                .get(header::LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|l| url.join(l.trim()).ok());
+            if let Some(Err(reason)) = target.map(|t| check_redirect(allow, &t)) {
+                let url = url.to_string();
+                return Err((FetchError::Refused { url, reason }, None));
+            }
         }
         if !status.is_success() {
             let retry_after = response
@@ -435,7 +451,10 @@ impl Fetcher {
             });
         };
         self.wait_for_host(&robots_url, manners.delay).await;
-        let robots = match self.get_once(client, &robots_url, None).await {
+        let robots = match self
+            .get_once(client, manners.policy.allow, &robots_url, None)
+            .await
+        {
             Ok(FetchOutcome::Page { page, .. }) => {
                 let rules = texting_robots::Robot::new(self.robot_name(), &page.body)
                     .map_or(RobotsRules::AllowAll, RobotsRules::Parsed);

@@ -245,6 +245,11 @@ pub async fn read_lists(
                 }
                 Source::Feed { .. } => match upstream::entries(&page, site, Utc::now()) {
                     Ok(entries) => {
+                        // Entries without a usable link are dropped below; say why.
+                        let unlinked = entries.iter().filter(|e| e.url.is_none());
+                        lists
+                            .warnings
+                            .extend(unlinked.flat_map(|e| e.warnings.iter().cloned()).take(5));
                         if entries.is_empty() {
                             lists.matched_nothing =
                                 Some(format!("{url}: the upstream feed has no entries"));

@@ -56,7 +56,10 @@ pub fn entries(
             .and_then(|l| match found_url(&page.url, &l.href) {
                 Ok(url) => Some(url),
                 Err(err) => {
-                    warnings.push(format!("upstream entry link {:?} not followed: {err}", l.href));
+                    warnings.push(format!(
+                        "upstream entry link {:?} not followed: {err}",
+                        l.href
+                    ));
                     None
                 }
             });

@@ -25,7 +25,7 @@ use url::{Host, Url};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum AddrClass {
     Public,
-    /// 127/8, ::1, the name `localhost`.
+    /// 127/8, ::1.
     Loopback,
     /// RFC 1918, CGNAT 100.64/10 (inside a carrier: not the open internet either),
     /// ULA fc00::/7 and the old site-local fec0::/10.
@@ -46,15 +46,13 @@ impl AddrClass {
         }
     }
 
-    /// The class of a URL's host when it is known without DNS (IP literal, `localhost`).
+    /// The class of an IP-literal host; a name's class is what it resolves to, which
+    /// only the connect-time check can know (`localhost` included: one path for names).
     pub fn of_host(host: &Host<&str>) -> Option<AddrClass> {
         match host {
             Host::Ipv4(ip) => Some(v4_class(*ip)),
             Host::Ipv6(ip) => Some(v6_class(*ip)),
-            Host::Domain(d) => {
-                let d = d.trim_end_matches('.').to_ascii_lowercase();
-                (d == "localhost" || d.ends_with(".localhost")).then_some(AddrClass::Loopback)
-            }
+            Host::Domain(_) => None,
         }
     }
 
@@ -103,8 +101,7 @@ fn v6_class(ip: Ipv6Addr) -> AddrClass {
     let s = ip.segments();
     // Mapped (::ffff:a.b.c.d), compatible (::a.b.c.d) and NAT64 (64:ff9b::a.b.c.d) forms
     // reach the embedded IPv4 address.
-    if s[..5] == [0; 5] && (s[5] == 0 || s[5] == 0xffff) || s[..6] == [0x64, 0xff9b, 0, 0, 0, 0]
-    {
+    if s[..5] == [0; 5] && (s[5] == 0 || s[5] == 0xffff) || s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
         let [.., a, b, c, d] = ip.octets();
         return v4_class(Ipv4Addr::new(a, b, c, d));
     }
@@ -137,7 +134,9 @@ impl AddrClasses {
 pub enum Refusal {
     #[error("{scheme}: URLs are fetched only where the operator wrote them; links found in content must be http(s)")]
     Scheme { scheme: String },
-    #[error("{host} is a {class} address, and none of this site's own start/feed hosts is")]
+    #[error(
+        "{host} is a non-public ({class}) address, and none of this site's own start/feed hosts is"
+    )]
     Address { host: String, class: AddrClass },
     #[error("{0:?} is not a URL")]
     Invalid(String),
@@ -151,7 +150,7 @@ pub struct UrlPolicy {
 }
 
 impl UrlPolicy {
-    /// From the operator's URLs; hosts known without DNS only (see [`Self::resolved`]).
+    /// From the operator's URLs; IP-literal hosts only (see [`Self::resolved`]).
     pub fn new(operator: impl IntoIterator<Item = Url>) -> UrlPolicy {
         let operator: Arc<[Url]> = operator.into_iter().collect();
         let allow = operator
@@ -185,7 +184,7 @@ impl UrlPolicy {
     }
 
     /// Before a request: the scheme (file only where the operator wrote it) and an
-    /// IP-literal or `localhost` host; other names are checked by [`PolicyResolver`].
+    /// IP-literal host; names are checked by [`PolicyResolver`] when connecting.
     pub fn check(&self, url: &Url) -> Result<(), Refusal> {
         if url.scheme() == "file" && self.is_operator_url(url) {
             return Ok(());
@@ -194,7 +193,7 @@ impl UrlPolicy {
     }
 }
 
-/// A found or redirect URL: http(s), and a host known without DNS in an allowed class.
+/// A found or redirect URL: http(s), and an IP-literal host in an allowed class.
 pub fn check_redirect(allow: AddrClasses, url: &Url) -> Result<(), Refusal> {
     if !matches!(url.scheme(), "http" | "https") {
         return Err(Refusal::Scheme {
@@ -335,9 +334,7 @@ mod tests {
         assert_eq!(of("http://2130706433/"), Some(Loopback), "decimal form");
         assert_eq!(of("http://0x7f.0.0.1/"), Some(Loopback), "hex form");
         assert_eq!(of("http://[::ffff:7f00:1]/"), Some(Loopback));
-        assert_eq!(of("http://LocalHost./"), Some(Loopback));
-        assert_eq!(of("http://a.localhost/"), Some(Loopback));
-        assert_eq!(of("http://www.example.gov.cn/"), None, "names need DNS");
+        assert_eq!(of("http://localhost/"), None, "names need DNS");
     }
 
     #[test]
@@ -346,7 +343,11 @@ mod tests {
         let public = UrlPolicy::new([url("http://www.example.gov.cn/list/")]);
         let lo = UrlPolicy::new([url("http://127.0.0.1:8181/list/")]);
         let intranet = UrlPolicy::new([url("http://10.0.0.5/"), url("file:///srv/list.html")]);
-        for target in ["http://127.0.0.1/", "http://[::1]/", "http://localhost:6379/"] {
+        for target in [
+            "http://127.0.0.1/",
+            "http://[::1]/",
+            "http://127.0.0.1:6379/",
+        ] {
             assert!(public.check(&url(target)).is_err(), "{target}");
             assert!(lo.check(&url(target)).is_ok(), "{target}");
             assert!(intranet.check(&url(target)).is_err(), "{target}");
@@ -388,7 +389,10 @@ mod tests {
             );
         }
         let file_page = Url::parse("file:///srv/list.html").unwrap();
-        assert!(found_url(&file_page, "a.html").is_err(), "relative to a file page");
+        assert!(
+            found_url(&file_page, "a.html").is_err(),
+            "relative to a file page"
+        );
     }
 
     #[test]
