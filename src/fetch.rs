@@ -157,9 +157,10 @@ impl Fetcher {
         // reqwest is built without a default crypto provider (ring instead of aws-lc:
         // a much faster build); without this line Client::build panics.
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let public = build_client(&settings, AddrClasses::PUBLIC_ONLY)?;
+        // Clients are built on first use: each costs ~0.1 s (TLS roots), and most runs
+        // need one class set only.
         Ok(Fetcher {
-            clients: std::sync::Mutex::new(HashMap::from([(AddrClasses::PUBLIC_ONLY, public)])),
+            clients: std::sync::Mutex::default(),
             settings,
             next_slot: Mutex::default(),
             robots: Mutex::default(),
