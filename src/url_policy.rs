@@ -18,6 +18,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
+use std::time::Duration;
 
 use url::{Host, Url};
 
@@ -161,21 +162,30 @@ impl UrlPolicy {
     }
 
     /// [`Self::new`], plus the classes the operator's host *names* resolve to, so an
-    /// intranet name keeps its intranet. Resolved once per run; a failed lookup adds
-    /// nothing (the start fetch then fails on its own).
+    /// intranet name keeps its intranet. Resolved once per run; a failed or slow (5 s)
+    /// lookup adds nothing (the start fetch then fails on its own).
     pub async fn resolved(operator: impl IntoIterator<Item = Url>) -> UrlPolicy {
         let mut policy = UrlPolicy::new(operator);
-        for url in policy.operator.iter() {
-            let (Some(Host::Domain(name)), Some(port)) = (url.host(), url.port_or_known_default())
-            else {
-                continue;
-            };
-            if let Ok(addrs) = tokio::net::lookup_host((name, port)).await {
+        let mut names: Vec<(&str, u16)> = policy
+            .operator
+            .iter()
+            .filter_map(|u| match (u.host()?, u.port_or_known_default()?) {
+                (Host::Domain(name), port) => Some((name, port)),
+                _ => None,
+            })
+            .collect();
+        names.sort_unstable();
+        names.dedup();
+        let mut allow = policy.allow;
+        for name in names {
+            let lookup = tokio::net::lookup_host(name);
+            if let Ok(Ok(addrs)) = tokio::time::timeout(Duration::from_secs(5), lookup).await {
                 for a in addrs {
-                    policy.allow = policy.allow.with(AddrClass::of(a.ip()));
+                    allow = allow.with(AddrClass::of(a.ip()));
                 }
             }
         }
+        policy.allow = allow;
         policy
     }
 
@@ -367,6 +377,14 @@ mod tests {
         assert!(intranet.check(&url("file:///etc/passwd")).is_err());
         assert!(lo.check(&url("file:///etc/passwd")).is_err());
         assert!(lo.check(&url("ftp://127.0.0.1/")).is_err());
+    }
+
+    #[tokio::test]
+    async fn an_operator_name_brings_the_class_it_resolves_to() {
+        let policy =
+            UrlPolicy::resolved([Url::parse("http://localhost:8181/list/").unwrap()]).await;
+        assert!(policy.allow.allows(Loopback));
+        assert!(!policy.allow.allows(Private));
     }
 
     #[test]
