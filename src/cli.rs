@@ -451,6 +451,10 @@ async fn preview_cmd(
     let manners = Manners {
         delay: site.delay.unwrap_or(Duration::from_secs(1)),
         robots: site.robots,
+        policy: crate::url_policy::UrlPolicy::resolved(
+            site.start_urls().into_iter().chain(url.clone()),
+        )
+        .await,
     };
     let now = Utc::now();
     let mut items: Vec<Item> = Vec::new();
@@ -467,11 +471,11 @@ async fn preview_cmd(
         items = preview_saved(&site, &page, kind, now, &mut notes);
     } else {
         let start = url.unwrap_or_else(|| site.start_urls().remove(0));
-        let entries = preview_list(&site, &fetcher, manners, start, &mut notes).await?;
+        let entries = preview_list(&site, &fetcher, &manners, start, &mut notes).await?;
         for entry in entries.iter().take(limit) {
             let Some(url) = &entry.url else { continue };
             let item = match &site.article {
-                Some(rules) => match fetcher.get(url, None, manners).await {
+                Some(rules) => match fetcher.get(url, None, &manners).await {
                     Ok(FetchOutcome::Page { page, .. }) => {
                         extract_article(&page, &site, rules, entry, now)
                     }
@@ -510,7 +514,7 @@ async fn preview_cmd(
 async fn preview_list(
     site: &Site,
     fetcher: &Fetcher,
-    manners: Manners,
+    manners: &Manners,
     start: Url,
     notes: &mut Vec<String>,
 ) -> Result<Vec<ListEntry>> {

@@ -4,7 +4,9 @@
 //! once per origin, cached, obeyed for our User-Agent), conditional GETs, retries with
 //! exponential backoff on connect errors, 429 and 5xx honouring `Retry-After`, and hard
 //! bounds on time, redirects and body size (the body is streamed and cut, never buffered
-//! past the cap). `file://` URLs are read from disk for previews and tests.
+//! past the cap). `file://` URLs are read from disk, through the same cap, only where the
+//! operator wrote them; every URL goes through the site's [`UrlPolicy`] first, and the
+//! connections themselves through its [`PolicyResolver`] (see [`crate::url_policy`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -13,10 +15,12 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use reqwest::header::{self, HeaderMap, HeaderValue};
 use reqwest::StatusCode;
+use tokio::io::AsyncReadExt;
 use tokio::sync::Mutex;
 use url::Url;
 
 use crate::model::{Page, Validators};
+use crate::url_policy::{check_redirect, AddrClasses, PolicyResolver, Refusal, UrlPolicy};
 
 /// Why a fetch failed. `Blocked` is kept apart from network trouble: it needs an operator
 /// (an in-region deployment, a cookie), not a retry.
@@ -43,6 +47,9 @@ pub enum FetchError {
     File { url: String, detail: String },
     #[error("{url}: unsupported URL scheme")]
     Scheme { url: String },
+    /// The site's URL policy forbids it: nothing was sent or read.
+    #[error("{url}: refused by the URL policy: {reason}")]
+    Refused { url: String, reason: Refusal },
 }
 
 impl FetchError {
@@ -56,6 +63,7 @@ impl FetchError {
             FetchError::TooLarge { .. } => "too-large",
             FetchError::Robots { .. } | FetchError::RobotsUnreachable { .. } => "robots",
             FetchError::File { .. } | FetchError::Scheme { .. } => "config",
+            FetchError::Refused { .. } => "url-policy",
         }
     }
 
@@ -107,12 +115,14 @@ impl Default for FetchSettings {
     }
 }
 
-/// How politely to treat one site's hosts.
-#[derive(Debug, Clone, Copy)]
+/// How politely to treat one site's hosts, and which URLs it may reach at all.
+#[derive(Debug, Clone)]
 pub struct Manners {
     /// Minimum spacing between two requests to the same host.
     pub delay: Duration,
     pub robots: bool,
+    /// Built from the site's own `start`/`feed` URLs (and preview's `--url`).
+    pub policy: UrlPolicy,
 }
 
 /// A robots.txt verdict cache entry.
@@ -129,9 +139,12 @@ enum RobotsRules {
     Unreachable(String),
 }
 
-/// The shared fetcher: one connection pool, per-host clocks, a robots.txt cache.
+/// The shared fetcher: one connection pool per set of reachable address classes (almost
+/// always one or two), per-host clocks, a robots.txt cache.
 pub struct Fetcher {
-    client: reqwest::Client,
+    /// The resolver and redirect policy live in the client, so each allowed class set
+    /// needs its own; sites with the same set share the pool.
+    clients: std::sync::Mutex<HashMap<AddrClasses, reqwest::Client>>,
     settings: FetchSettings,
     next_slot: Mutex<HashMap<String, Instant>>,
     robots: Mutex<HashMap<String, Arc<Robots>>>,
@@ -144,19 +157,10 @@ impl Fetcher {
         // reqwest is built without a default crypto provider (ring instead of aws-lc:
         // a much faster build); without this line Client::build panics.
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let client = reqwest::Client::builder()
-            .user_agent(settings.user_agent.clone())
-            .timeout(settings.timeout)
-            .connect_timeout(settings.timeout.min(Duration::from_secs(10)))
-            .redirect(reqwest::redirect::Policy::limited(settings.max_redirects))
-            .pool_max_idle_per_host(4)
-            .build()
-            .map_err(|e| FetchError::Network {
-                url: String::new(),
-                detail: e.to_string(),
-            })?;
+        // Clients are built on first use: each costs ~0.1 s (TLS roots), and most runs
+        // need one class set only.
         Ok(Fetcher {
-            client,
+            clients: std::sync::Mutex::default(),
             settings,
             next_slot: Mutex::default(),
             robots: Mutex::default(),
@@ -167,29 +171,49 @@ impl Fetcher {
         &self.settings
     }
 
+    /// The client whose resolver and redirects allow exactly `allow`.
+    fn client(&self, allow: AddrClasses) -> Result<reqwest::Client, FetchError> {
+        let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = clients.get(&allow) {
+            return Ok(c.clone());
+        }
+        let client = build_client(&self.settings, allow)?;
+        clients.insert(allow, client.clone());
+        Ok(client)
+    }
+
     /// GETs `url` politely; with `validators`, conditionally.
     pub async fn get(
         &self,
         url: &Url,
         validators: Option<&Validators>,
-        manners: Manners,
+        manners: &Manners,
     ) -> Result<FetchOutcome, FetchError> {
-        match url.scheme() {
-            "file" => return self.read_file(url).await,
-            "http" | "https" => {}
-            _ => {
-                return Err(FetchError::Scheme {
-                    url: url.to_string(),
-                })
-            }
+        if !matches!(url.scheme(), "http" | "https" | "file") {
+            return Err(FetchError::Scheme {
+                url: url.to_string(),
+            });
         }
+        manners
+            .policy
+            .check(url)
+            .map_err(|reason| FetchError::Refused {
+                url: url.to_string(),
+                reason,
+            })?;
+        if url.scheme() == "file" {
+            return self.read_file(url).await;
+        }
+        let client = self.client(manners.policy.allow)?;
         if manners.robots {
-            self.robots_allow(url, manners).await?;
+            self.robots_allow(&client, url, manners).await?;
         }
         let mut attempt = 0;
         loop {
             self.wait_for_host(url, manners.delay).await;
-            let result = self.get_once(url, validators).await;
+            let result = self
+                .get_once(&client, manners.policy.allow, url, validators)
+                .await;
             match result {
                 Err((e, retry_after)) if e.retryable() && attempt < self.settings.retries => {
                     let backoff = self.settings.retry_base * 2u32.pow(attempt);
@@ -209,6 +233,8 @@ impl Fetcher {
 
     async fn get_once(
         &self,
+        client: &reqwest::Client,
+        allow: AddrClasses,
         url: &Url,
         validators: Option<&Validators>,
     ) -> Result<FetchOutcome, (FetchError, Option<Duration>)> {
@@ -239,8 +265,7 @@ impl Fetcher {
                 headers.insert(header::IF_MODIFIED_SINCE, lm);
             }
         }
-        let response = self
-            .client
+        let response = client
             .get(url.clone())
             .headers(headers)
             .send()
@@ -249,6 +274,19 @@ impl Fetcher {
         let status = response.status();
         if status == StatusCode::NOT_MODIFIED {
             return Ok(FetchOutcome::NotModified);
+        }
+        if status.is_redirection() {
+            // A Location the redirect layer could not follow (`file:` and other schemes
+            // do not even reach the policy) comes back as the 3xx itself.
+            let target = response
+                .headers()
+                .get(header::LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|l| url.join(l.trim()).ok());
+            if let Some(Err(reason)) = target.map(|t| check_redirect(allow, &t)) {
+                let url = url.to_string();
+                return Err((FetchError::Refused { url, reason }, None));
+            }
         }
         if !status.is_success() {
             let retry_after = response
@@ -317,6 +355,17 @@ impl Fetcher {
 
     fn classify(&self, url: &Url, e: &reqwest::Error) -> FetchError {
         let url = url.to_string();
+        // A refusal from the resolver or the redirect policy, however deep reqwest wraps it.
+        let mut source = std::error::Error::source(e);
+        while let Some(s) = source {
+            if let Some(reason) = s.downcast_ref::<Refusal>() {
+                return FetchError::Refused {
+                    url,
+                    reason: reason.clone(),
+                };
+            }
+            source = s.source();
+        }
         if e.is_redirect() {
             FetchError::Redirects {
                 url,
@@ -357,13 +406,19 @@ impl Fetcher {
         }
     }
 
-    async fn robots_allow(&self, url: &Url, manners: Manners) -> Result<(), FetchError> {
+    async fn robots_allow(
+        &self,
+        client: &reqwest::Client,
+        url: &Url,
+        manners: &Manners,
+    ) -> Result<(), FetchError> {
         let origin = url.origin().ascii_serialization();
         let cached = self.robots.lock().await.get(&origin).cloned();
         let entry = match cached {
             Some(e) if Instant::now() < e.expires => e,
             _ => {
-                let entry = Arc::new(self.fetch_robots(&origin, manners).await);
+                // A refusal is this site's policy, not the origin's state: not cached.
+                let entry = Arc::new(self.fetch_robots(client, &origin, manners).await?);
                 self.robots.lock().await.insert(origin, entry.clone());
                 entry
             }
@@ -383,16 +438,24 @@ impl Fetcher {
 
     /// Reads an origin's robots.txt. Missing (4xx) or unparsable allows everything for a
     /// day; unreachable (5xx, network) disallows everything and is asked again in 10 minutes.
-    async fn fetch_robots(&self, origin: &str, manners: Manners) -> Robots {
+    async fn fetch_robots(
+        &self,
+        client: &reqwest::Client,
+        origin: &str,
+        manners: &Manners,
+    ) -> Result<Robots, FetchError> {
         let day = Instant::now() + ROBOTS_TTL;
         let Ok(robots_url) = Url::parse(&format!("{origin}/robots.txt")) else {
-            return Robots {
+            return Ok(Robots {
                 expires: day,
                 rules: RobotsRules::AllowAll,
-            };
+            });
         };
         self.wait_for_host(&robots_url, manners.delay).await;
-        match self.get_once(&robots_url, None).await {
+        let robots = match self
+            .get_once(client, manners.policy.allow, &robots_url, None)
+            .await
+        {
             Ok(FetchOutcome::Page { page, .. }) => {
                 let rules = texting_robots::Robot::new(self.robot_name(), &page.body)
                     .map_or(RobotsRules::AllowAll, RobotsRules::Parsed);
@@ -417,6 +480,7 @@ impl Fetcher {
                 expires: day,
                 rules: RobotsRules::AllowAll,
             },
+            Err((e @ FetchError::Refused { .. }, _)) => return Err(e),
             Err((e, _)) => {
                 tracing::warn!(%robots_url, error = %e, "robots.txt unreachable; not crawling this host for now");
                 Robots {
@@ -424,7 +488,8 @@ impl Fetcher {
                     rules: RobotsRules::Unreachable(e.to_string()),
                 }
             }
-        }
+        };
+        Ok(robots)
     }
 
     /// The product token of our User-Agent, which robots.txt groups name.
@@ -436,6 +501,9 @@ impl Fetcher {
             .unwrap_or("feedbridge")
     }
 
+    /// Reads an operator-written `file://` URL through the body cap. Devices, FIFOs and
+    /// sockets are refused before opening (a FIFO would block the open; `/dev/zero` never
+    /// ends); `/proc` files claim length 0, so the cap is enforced on the bytes read.
     async fn read_file(&self, url: &Url) -> Result<FetchOutcome, FetchError> {
         let err = |detail: String| FetchError::File {
             url: url.to_string(),
@@ -447,15 +515,26 @@ impl Fetcher {
         let meta = tokio::fs::metadata(&path)
             .await
             .map_err(|e| err(e.to_string()))?;
-        if meta.len() > self.settings.max_body_bytes {
-            return Err(FetchError::TooLarge {
-                url: url.to_string(),
-                limit: self.settings.max_body_bytes,
-            });
+        if !meta.is_file() {
+            return Err(err(
+                "not a regular file (a device, FIFO, socket or directory)".into(),
+            ));
         }
-        let body = tokio::fs::read(&path)
+        let limit = self.settings.max_body_bytes;
+        let too_large = || FetchError::TooLarge {
+            url: url.to_string(),
+            limit,
+        };
+        if meta.len() > limit {
+            return Err(too_large());
+        }
+        let file = tokio::fs::File::open(&path)
             .await
             .map_err(|e| err(e.to_string()))?;
+        let body = read_limited(file, limit)
+            .await
+            .map_err(|e| err(e.to_string()))?
+            .ok_or_else(too_large)?;
         Ok(FetchOutcome::Page {
             page: Page {
                 url: url.clone(),
@@ -466,6 +545,54 @@ impl Fetcher {
         })
     }
 }
+
+/// Reads at most `limit` bytes; `None` when there are more (one byte past the cap is
+/// read to tell), so an endless source costs `limit + 1` bytes, never all memory.
+pub async fn read_limited(
+    reader: impl tokio::io::AsyncRead + Unpin,
+    limit: u64,
+) -> std::io::Result<Option<Vec<u8>>> {
+    let mut body = Vec::new();
+    reader
+        .take(limit.saturating_add(1))
+        .read_to_end(&mut body)
+        .await?;
+    Ok((body.len() as u64 <= limit).then_some(body))
+}
+
+/// A client that connects only to addresses in `allow` (checked on every DNS answer) and
+/// follows only http(s) redirects to allowed hosts, at most `max_redirects`.
+fn build_client(
+    settings: &FetchSettings,
+    allow: AddrClasses,
+) -> Result<reqwest::Client, FetchError> {
+    let max_redirects = settings.max_redirects;
+    let redirects = reqwest::redirect::Policy::custom(move |attempt| {
+        if attempt.previous().len() > max_redirects {
+            return attempt.error(TooManyRedirects);
+        }
+        match check_redirect(allow, attempt.url()) {
+            Ok(()) => attempt.follow(),
+            Err(refusal) => attempt.error(refusal),
+        }
+    });
+    reqwest::Client::builder()
+        .user_agent(settings.user_agent.clone())
+        .timeout(settings.timeout)
+        .connect_timeout(settings.timeout.min(Duration::from_secs(10)))
+        .redirect(redirects)
+        .dns_resolver(Arc::new(PolicyResolver { allow }))
+        .pool_max_idle_per_host(4)
+        .build()
+        .map_err(|e| FetchError::Network {
+            url: String::new(),
+            detail: e.to_string(),
+        })
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("too many redirects")]
+struct TooManyRedirects;
 
 /// `Retry-After`: delta-seconds or an HTTP-date.
 pub fn parse_retry_after(v: &str) -> Option<Duration> {
@@ -489,5 +616,13 @@ mod tests {
             Some(Duration::ZERO)
         );
         assert_eq!(parse_retry_after("soon"), None);
+    }
+
+    #[tokio::test]
+    async fn an_endless_reader_stops_one_byte_past_the_cap() {
+        let endless = tokio::io::repeat(0);
+        assert_eq!(read_limited(endless, 1 << 20).await.unwrap(), None);
+        let short = &b"abc"[..];
+        assert_eq!(read_limited(short, 3).await.unwrap(), Some(b"abc".to_vec()));
     }
 }

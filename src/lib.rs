@@ -29,3 +29,4 @@ pub mod serve;
 pub mod site;
 pub mod store;
 pub mod upstream;
+pub mod url_policy;

@@ -20,6 +20,7 @@ use crate::model::{ListEntry, Validators};
 use crate::site::{Site, SiteSet, Source};
 use crate::store::{Outcome, RunStatus, Store, Upsert};
 use crate::upstream;
+use crate::url_policy::UrlPolicy;
 
 /// What a refresh needs: the shared fetcher and store.
 pub struct Crawler {
@@ -49,6 +50,7 @@ pub async fn refresh(site: &Site, crawler: &Crawler, progress: &dyn Progress) ->
     let manners = Manners {
         delay: site.delay.unwrap_or(crawler.default_delay),
         robots: site.robots,
+        policy: UrlPolicy::resolved(site.start_urls()).await,
     };
 
     // A revisiting site must see edits of known articles, which a 304 on an unchanged
@@ -63,7 +65,7 @@ pub async fn refresh(site: &Site, crawler: &Crawler, progress: &dyn Progress) ->
     let lists = read_lists(
         site,
         &crawler.fetcher,
-        manners,
+        &manners,
         site.start_urls(),
         known,
         progress,
@@ -102,12 +104,18 @@ pub async fn refresh(site: &Site, crawler: &Crawler, progress: &dyn Progress) ->
             _ => {}
         }
         let item = match &site.article {
-            Some(rules) => match crawler.fetcher.get(url, None, manners).await {
+            Some(rules) => match crawler.fetcher.get(url, None, &manners).await {
                 Ok(FetchOutcome::Page { page, .. }) => {
                     run.status.pages_fetched += 1;
                     extract_article(&page, site, rules, entry, Utc::now())
                 }
                 Ok(FetchOutcome::NotModified) => continue,
+                // Hostile content, not a failing site: retrying will not help.
+                Err(e @ FetchError::Refused { .. }) => {
+                    run.warn(format!("article {url}: {e}"));
+                    progress.article_done();
+                    continue;
+                }
                 Err(e) => {
                     run.status.articles_failed += 1;
                     run.warn(format!("article {url}: {e}"));
@@ -182,7 +190,7 @@ pub struct Lists {
 pub async fn read_lists(
     site: &Site,
     fetcher: &Fetcher,
-    manners: Manners,
+    manners: &Manners,
     starts: Vec<Url>,
     known: impl Fn(&Url) -> Option<Validators>,
     progress: &dyn Progress,
@@ -211,6 +219,10 @@ pub async fn read_lists(
                     lists.validators.push((url.clone(), validators));
                     page
                 }
+                Err(e @ FetchError::Refused { .. }) if page_no > 0 => {
+                    lists.warnings.push(format!("list.next: {e}"));
+                    break;
+                }
                 Err(e) => {
                     lists
                         .error
@@ -233,6 +245,11 @@ pub async fn read_lists(
                 }
                 Source::Feed { .. } => match upstream::entries(&page, site, Utc::now()) {
                     Ok(entries) => {
+                        // Entries without a usable link are dropped below; say why.
+                        let unlinked = entries.iter().filter(|e| e.url.is_none());
+                        lists
+                            .warnings
+                            .extend(unlinked.flat_map(|e| e.warnings.iter().cloned()).take(5));
                         if entries.is_empty() {
                             lists.matched_nothing =
                                 Some(format!("{url}: the upstream feed has no entries"));

@@ -4,7 +4,8 @@
 //! the upstream said (guid, author, summary, content, enclosures, categories) as the
 //! fallback for every field the article page does not give. Dates without a zone are read
 //! in the site's zone by our own parser (feed-rs would guess UTC); links resolve against
-//! the feed's URL; HTML is sanitized like any scraped body.
+//! the feed's URL and must be http(s) (a feed is content, see [`crate::url_policy`]);
+//! HTML is sanitized like any scraped body.
 
 use chrono::{DateTime, Utc};
 use url::Url;
@@ -13,6 +14,7 @@ use crate::date;
 use crate::extract::sanitize::sanitize_fragment;
 use crate::model::{canonical_url, ListEntry, Page, PageDate, UpstreamEntry};
 use crate::site::Site;
+use crate::url_policy::found_url;
 
 #[derive(Debug, thiserror::Error)]
 pub enum UpstreamError {
@@ -45,13 +47,22 @@ pub fn entries(
         })?;
     let mut out = Vec::new();
     for e in feed.entries {
+        let mut warnings = Vec::new();
         let link = e
             .links
             .iter()
             .find(|l| l.rel.as_deref().is_none_or(|r| r == "alternate"))
             .or(e.links.first())
-            .and_then(|l| page.url.join(l.href.trim()).ok())
-            .filter(|u| matches!(u.scheme(), "http" | "https" | "file"));
+            .and_then(|l| match found_url(&page.url, &l.href) {
+                Ok(url) => Some(url),
+                Err(err) => {
+                    warnings.push(format!(
+                        "upstream entry link {:?} not followed: {err}",
+                        l.href
+                    ));
+                    None
+                }
+            });
         let guid = Some(e.id.trim().to_owned()).filter(|g| !g.is_empty());
         // RSS puts the permalink in <guid isPermaLink>; fall back to it as the link.
         let link = link.or_else(|| {
@@ -59,7 +70,6 @@ pub fn entries(
                 .and_then(|g| Url::parse(g).ok())
                 .filter(|u| matches!(u.scheme(), "http" | "https"))
         });
-        let mut warnings = Vec::new();
         if link.is_none() {
             warnings.push("upstream entry has no usable link".to_owned());
         }
@@ -82,7 +92,9 @@ pub fn entries(
             .iter()
             .flat_map(|m| m.content.iter())
             .filter(|c| c.content_type.as_ref().is_none_or(|t| t.ty() == "image"))
-            .filter_map(|c| c.url.as_ref().map(Url::to_string))
+            .filter_map(|c| c.url.as_ref())
+            .filter(|u| matches!(u.scheme(), "http" | "https"))
+            .map(Url::to_string)
             .collect();
         for c in content.iter().chain(summary.iter()) {
             images.extend(c.images.iter().cloned());

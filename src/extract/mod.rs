@@ -17,6 +17,7 @@ use url::Url;
 use crate::date;
 use crate::model::{canonical_url, Item, ListEntry, Page, PageDate};
 use crate::site::{ArticleRules, Field, ListRules, Site};
+use crate::url_policy::found_url;
 
 /// What a list page gave.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -38,7 +39,8 @@ pub struct Document {
 }
 
 impl Document {
-    /// Decodes (see [`charset`]) and parses; honours `<base href>`.
+    /// Decodes (see [`charset`]) and parses; honours an http(s) `<base href>` (a
+    /// `file:` or other base is ignored: found URLs are http(s) only).
     pub fn parse(page: &Page, site: &Site) -> Self {
         let tld = page
             .url
@@ -52,8 +54,7 @@ impl Document {
             .select(&BASE_HREF)
             .next()
             .and_then(|b| b.value().attr("href"))
-            .and_then(|h| page.url.join(h.trim()).ok())
-            .filter(|u| matches!(u.scheme(), "http" | "https" | "file"))
+            .and_then(|h| found_url(&page.url, h).ok())
             .unwrap_or_else(|| page.url.clone());
         Document { html, base }
     }
@@ -76,15 +77,13 @@ pub fn extract_list(page: &Page, site: &Site, rules: &ListRules, now: DateTime<U
             ));
             continue;
         };
-        let Some(url) = doc
-            .base
-            .join(&link)
-            .ok()
-            .filter(|u| matches!(u.scheme(), "http" | "https" | "file"))
-        else {
-            out.warnings
-                .push(format!("list.link: {link:?} is not a fetchable URL"));
-            continue;
+        let url = match found_url(&doc.base, &link) {
+            Ok(url) => url,
+            Err(e) => {
+                out.warnings
+                    .push(format!("list.link: {link:?} not followed: {e}"));
+                continue;
+            }
         };
         let url = canonical_url(&url);
         if !seen.insert(url.to_string()) {
@@ -117,7 +116,14 @@ pub fn extract_list(page: &Page, site: &Site, rules: &ListRules, now: DateTime<U
     }
     if let Some(next) = &rules.next {
         out.next = first_value(doc.html.root_element(), next, &doc.base)
-            .and_then(|href| doc.base.join(&href).ok())
+            .and_then(|href| match found_url(&doc.base, &href) {
+                Ok(url) => Some(url),
+                Err(e) => {
+                    out.warnings
+                        .push(format!("list.next: {href:?} not followed: {e}"));
+                    None
+                }
+            })
             .filter(|u| u.as_str() != page.url.as_str());
     }
     out
@@ -200,7 +206,10 @@ pub fn extract_article(
                 if f.attr.as_deref() == Some("src") {
                     sanitize::image_src(img, &doc.base)
                 } else {
+                    // Any other attribute or text: kept only as an http(s) URL.
                     attr_or_text(img, f, &doc.base)
+                        .and_then(|v| found_url(&doc.base, &v).ok())
+                        .map(String::from)
                 }
             })
             .collect();

@@ -262,7 +262,8 @@ pub fn image_src(el: ElementRef<'_>, base: &Url) -> Option<String> {
 }
 
 /// Resolves `href` against `base`; `None` unless the result is http(s) (or mailto for
-/// links, or a raster `data:` image when `image`).
+/// links, or a raster `data:` image when `image`): `file:`, `javascript:` and every other
+/// scheme found in content are dropped (see [`crate::url_policy`]).
 pub fn absolute(base: &Url, href: &str, image: bool) -> Option<String> {
     let href = href.trim();
     if href.is_empty() || href.starts_with('#') {
@@ -389,6 +390,16 @@ mod tests {
             s.html,
             r#"<p>正文</p>点我<a href="http://www.example.gov.cn/a.html">链接</a> <img src="http://www.example.gov.cn/gzdt/202005/x">"#
         );
+    }
+
+    #[test]
+    fn file_and_other_schemes_are_dropped() {
+        let s = clean(
+            r#"<p><a href="file:///etc/passwd">密码</a><a href="FILE:///proc/self/environ">环境</a><a href="ftp://x/">f</a>
+               <img src="file:///etc/passwd"><img data-src="file:///x.png" src="gopher://127.0.0.1/">正文</p>"#,
+        );
+        assert_eq!(s.html, "<p>密码环境f 正文</p>");
+        assert!(s.images.is_empty());
     }
 
     #[test]
