@@ -1,11 +1,18 @@
 //! Selector files (format v1): one TOML file per site, compiled once into a [`Site`].
 //!
-//! Raw serde structs (unknown keys refused) are kept apart from the compiled `Site`, whose
-//! CSS selectors, regexes, schedule, zone and encoding were all parsed at load, so a bad
-//! file fails here, with `path:line:col`, and never in the middle of a crawl.
+//! The file is parsed into spanned TOML values and read key by key (`read.rs`), so one
+//! `check` reports every problem of a file, each as `path:line:col: what; how to fix`,
+//! in the operator's terms. The compiled `Site` has its CSS selectors, regexes,
+//! schedule, zone and encoding parsed at load, and what would misbehave at run time (a
+//! schedule that never fires or fires every few seconds, an encoding that decodes
+//! nothing, a `file://` device) is refused here, never discovered in the middle of a crawl.
 
 mod crontab;
+mod read;
 
+use std::cell::RefCell;
+use std::fmt;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -13,20 +20,66 @@ use chrono_tz::Tz;
 use encoding_rs::Encoding;
 use regex::Regex;
 use scraper::Selector;
-use serde::Deserialize;
+use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 use url::Url;
 
-pub use crontab::Crontab;
+pub use crontab::{CronError, Crontab};
+use read::{Table, Value};
 
-/// A selector file that cannot be used, pointing at the offending text.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{}:{line}:{column}: {message}", path.display())]
-pub struct SiteError {
-    pub path: PathBuf,
+/// One problem in a selector file, pointing at the offending text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
     pub line: usize,
     pub column: usize,
     pub message: String,
+}
+
+/// A selector file that cannot be used: every problem found in it, in file order.
+/// Displayed as one `path:line:col: message` line per problem.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct SiteError {
+    pub path: PathBuf,
+    pub problems: Vec<Problem>,
+}
+
+impl SiteError {
+    fn single(path: &Path, line: usize, column: usize, message: String) -> Self {
+        SiteError {
+            path: path.to_owned(),
+            problems: vec![Problem {
+                line,
+                column,
+                message,
+            }],
+        }
+    }
+
+    /// Each problem as its own `path:line:col: message` line (for lists: `/status.json`,
+    /// the dashboard).
+    pub fn lines(&self) -> impl Iterator<Item = String> + '_ {
+        self.problems.iter().map(|p| {
+            format!(
+                "{}:{}:{}: {}",
+                self.path.display(),
+                p.line,
+                p.column,
+                p.message
+            )
+        })
+    }
+}
+
+impl fmt::Display for SiteError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, line) in self.lines().enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            f.write_str(&line)?;
+        }
+        Ok(())
+    }
 }
 
 /// One field rule: where a value is on the page and how to clean it.
@@ -134,14 +187,15 @@ impl Site {
     }
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawSite {
-    title: Spanned<String>,
+/// The file's keys as read, before validation. A new top-level key goes here, in
+/// [`SITE_KEYS`] and in [`RawSite::read`].
+struct RawSite<'a, 'i> {
+    title: Option<Spanned<String>>,
     home: Option<Spanned<String>>,
     start: Option<Spanned<Vec<Spanned<String>>>>,
     feed: Option<Spanned<String>>,
     schedule: Option<Spanned<String>>,
+    min_interval: Option<Spanned<String>>,
     timezone: Option<Spanned<String>>,
     encoding: Option<Spanned<String>>,
     language: Option<Spanned<String>>,
@@ -150,78 +204,144 @@ struct RawSite {
     delay: Option<Spanned<String>>,
     robots: Option<bool>,
     revisit: Option<bool>,
-    list: Option<Spanned<RawList>>,
-    article: Option<Spanned<RawArticle>>,
+    list: Option<Spanned<&'a DeTable<'i>>>,
+    article: Option<Spanned<&'a DeTable<'i>>>,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawList {
-    item: Spanned<String>,
-    link: Spanned<toml::Value>,
-    title: Option<Spanned<toml::Value>>,
-    date: Option<Spanned<toml::Value>>,
-    next: Option<Spanned<toml::Value>>,
-    max_pages: Option<Spanned<i64>>,
-}
+const SITE_KEYS: &[&str] = &[
+    "title",
+    "home",
+    "start",
+    "feed",
+    "schedule",
+    "min_interval",
+    "timezone",
+    "encoding",
+    "language",
+    "max_items",
+    "keep_items",
+    "delay",
+    "robots",
+    "revisit",
+    "list",
+    "article",
+];
+const LIST_KEYS: &[&str] = &["item", "link", "title", "date", "next", "max_pages"];
+const ARTICLE_KEYS: &[&str] = &["title", "date", "source", "body", "images", "remove"];
+const FIELD_KEYS: &[&str] = &["css", "attr", "regex", "text", "format", "all"];
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawArticle {
-    title: Option<Spanned<toml::Value>>,
-    date: Option<Spanned<toml::Value>>,
-    source: Option<Spanned<toml::Value>>,
-    body: Option<Spanned<toml::Value>>,
-    images: Option<Spanned<toml::Value>>,
-    #[serde(default)]
-    remove: Vec<Spanned<String>>,
+impl<'a, 'i> RawSite<'a, 'i> {
+    fn read(t: &Table<'a, 'i>) -> Self {
+        RawSite {
+            title: t.string("title"),
+            home: t.string("home"),
+            start: t.strings("start"),
+            feed: t.string("feed"),
+            schedule: t.string("schedule"),
+            min_interval: t.string("min_interval"),
+            timezone: t.string("timezone"),
+            encoding: t.string("encoding"),
+            language: t.string("language"),
+            max_items: t.integer("max_items"),
+            keep_items: t.integer("keep_items"),
+            delay: t.string("delay"),
+            robots: t.boolean("robots"),
+            revisit: t.boolean("revisit"),
+            list: t.table("list"),
+            article: t.table("article"),
+        }
+    }
 }
 
 pub const DEFAULT_SCHEDULE: &str = "*/30 * * * *";
 pub const DEFAULT_MAX_ITEMS: usize = 50;
+/// Without `min_interval`, a schedule may not fire more often than this: a seconds
+/// schedule is almost always a typo for a minutes one, and hammers the site.
+pub const DEFAULT_MIN_INTERVAL: Duration = Duration::from_secs(60);
+/// A schedule with no firing this far ahead never fires (`0 0 31 2 *`).
+const NEVER_FIRES_HORIZON: Duration = Duration::from_secs(5 * 366 * 86_400);
+/// Hand-written regexes are short; a longer one is a paste accident, slow to compile
+/// and to run on every page.
+const MAX_REGEX_CHARS: usize = 10_000;
+/// How much of an offending value a message quotes.
+const QUOTE_CHARS: usize = 200;
 
 /// Loads and compiles one selector file.
 pub fn load(path: &Path) -> Result<Site, SiteError> {
-    let bytes = std::fs::read(path).map_err(|e| SiteError {
-        path: path.to_owned(),
-        line: 1,
-        column: 1,
-        message: format!("cannot read the file: {e}"),
+    let bytes = std::fs::read(path).map_err(|e| {
+        let why = match e.kind() {
+            std::io::ErrorKind::NotFound => "no such file".to_owned(),
+            std::io::ErrorKind::PermissionDenied => "permission denied".to_owned(),
+            std::io::ErrorKind::IsADirectory => {
+                "it is a directory; `feedbridge check DIR` checks every *.toml in it".to_owned()
+            }
+            _ => e.to_string(),
+        };
+        SiteError::single(path, 1, 1, format!("cannot read the file: {why}"))
     })?;
     let text = String::from_utf8(bytes).map_err(|e| {
         let (line, column) = line_col_of_bytes(e.as_bytes(), e.utf8_error().valid_up_to());
-        SiteError {
-            path: path.to_owned(),
+        SiteError::single(
+            path,
             line,
             column,
-            message: "the file is not UTF-8; save selector files as UTF-8".into(),
-        }
+            "the file is not UTF-8; save selector files as UTF-8".into(),
+        )
     })?;
     compile(path, &text)
 }
 
 /// Compiles a selector file's text; `path` names the site and goes into errors.
+/// Every problem of the file is reported, not only the first.
 pub fn compile(path: &Path, text: &str) -> Result<Site, SiteError> {
-    let ctx = Ctx { path, text };
+    let ctx = Ctx {
+        path,
+        text,
+        problems: RefCell::default(),
+    };
     let id = path
         .file_stem()
         .and_then(|s| s.to_str())
         .unwrap_or_default()
         .to_owned();
     if !is_valid_site_id(&id) {
-        return Err(ctx.at(
+        ctx.problem(
             0,
             format!(
-                "the file name {id:?} is not a valid site id; rename the file to lower-case \
-                 letters, digits and '-' (starting with a letter or digit), e.g. henan-gzdt.toml"
+                "the file name {} is not a valid site id; rename the file to lower-case \
+                 letters, digits and '-' (starting with a letter or digit), e.g. henan-gzdt.toml",
+                shown(&id)
             ),
-        ));
+        );
     }
-    let raw: RawSite = toml::from_str(text).map_err(|e| {
-        let at = e.span().map_or(0, |s| s.start);
-        ctx.at(at, e.message().trim().to_owned())
-    })?;
-    ctx.build(id, raw)
+    let (root, syntax_errors) = DeTable::parse_recoverable(text);
+    let site = if syntax_errors.is_empty() {
+        ctx.build(id, root.get_ref())
+    } else {
+        // After a syntax error the parser's recovery is guesswork and its later errors
+        // echo the first: report the first, nothing else.
+        if let Some(e) = syntax_errors.first() {
+            let at = e.span().map_or(0, |s| s.start);
+            let what = e.message().lines().next().unwrap_or_default().trim();
+            ctx.problem(
+                at,
+                format!("TOML syntax: {what}; fix this first (the rest of the file is checked after)"),
+            );
+        }
+        None
+    };
+    let mut problems = ctx.problems.into_inner();
+    match site {
+        Some(site) if problems.is_empty() => Ok(site),
+        _ => {
+            problems.sort_by_key(|p| (p.line, p.column));
+            problems.dedup();
+            Err(SiteError {
+                path: path.to_owned(),
+                problems,
+            })
+        }
+    }
 }
 
 /// `[a-z0-9][a-z0-9-]*`: the feed's URL path, so never anything a file system could read.
@@ -232,375 +352,804 @@ pub fn is_valid_site_id(id: &str) -> bool {
         && id.len() <= 64
 }
 
+/// A value as written, in double quotes, cut at [`QUOTE_CHARS`] characters and with
+/// control characters escaped, so a message stays one readable line.
+pub(crate) fn shown(s: &str) -> String {
+    format!("\"{}\"", clipped(s))
+}
+
+/// [`shown`] without the quotes (for TOML source text, which carries its own).
+fn clipped(s: &str) -> String {
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i == QUOTE_CHARS {
+            out.push('…');
+            break;
+        }
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() => out.push_str(&format!("\\u{{{:04x}}}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// `5s`, `2m`, `1h`, `500ms`: a duration as an operator writes it.
+fn human(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms % 1000 != 0 {
+        format!("{ms}ms")
+    } else if ms % 3_600_000 == 0 && ms > 0 {
+        format!("{}h", ms / 3_600_000)
+    } else if ms % 60_000 == 0 && ms > 0 {
+        format!("{}m", ms / 60_000)
+    } else {
+        format!("{}s", ms / 1000)
+    }
+}
+
 struct Ctx<'a> {
     path: &'a Path,
     text: &'a str,
+    problems: RefCell<Vec<Problem>>,
 }
 
+/// An optional rule: absent, present and good, or present and bad (`None`).
+type Optional<T> = Option<Option<T>>;
+
 impl Ctx<'_> {
-    fn at(&self, offset: usize, message: String) -> SiteError {
+    fn problem(&self, offset: usize, message: String) {
         let (line, column) = line_col(self.text, offset);
-        SiteError {
-            path: self.path.to_owned(),
+        self.problems.borrow_mut().push(Problem {
             line,
             column,
             message,
+        });
+    }
+
+    fn has_problems(&self) -> bool {
+        !self.problems.borrow().is_empty()
+    }
+
+    /// The file's text at `span`, as written.
+    fn source(&self, span: Range<usize>) -> &str {
+        self.text.get(span).unwrap_or_default()
+    }
+
+    /// The file offset of byte `within` of a string value, when the value is written
+    /// plainly (one-line quotes, no escapes); else the value's start.
+    fn inner(&self, value: &Spanned<String>, within: usize) -> usize {
+        let span = value.span();
+        let raw = self.source(span.clone());
+        let plain = raw.len() == value.get_ref().len() + 2
+            && (raw.starts_with('"') || raw.starts_with('\''))
+            && raw.get(1..raw.len() - 1) == Some(value.get_ref().as_str());
+        if plain && within <= value.get_ref().len() {
+            span.start + 1 + within
+        } else {
+            span.start
         }
     }
 
-    fn build(&self, id: String, raw: RawSite) -> Result<Site, SiteError> {
-        let timezone = match &raw.timezone {
-            Some(tz) => tz.get_ref().parse::<Tz>().map_err(|_| {
-                self.at(
-                    tz.span().start,
-                    format!(
-                        "unknown time zone {:?}; use an IANA name such as \"Asia/Shanghai\"",
-                        tz.get_ref()
-                    ),
-                )
-            })?,
+    fn build(&self, id: String, root: &DeTable<'_>) -> Option<Site> {
+        let t = Table::new(self, root, "", SITE_KEYS);
+        let raw = RawSite::read(&t);
+        let title = match &raw.title {
+            Some(t) => Some(t.get_ref().clone()),
             None => {
-                return Err(self.at(
+                self.problem(
                     0,
-                    "missing `timezone`: dates without an offset need the site's zone, \
-                     e.g. timezone = \"Asia/Shanghai\""
-                        .into(),
-                ))
+                    "missing `title`; add the feed's title, e.g. title = \"工作动态\"".into(),
+                );
+                None
             }
         };
-        let encoding = match &raw.encoding {
-            None => None,
-            Some(e) if e.get_ref().eq_ignore_ascii_case("auto") => None,
-            Some(e) => Some(
-                Encoding::for_label(e.get_ref().trim().as_bytes()).ok_or_else(|| {
-                    self.at(
-                        e.span().start,
-                        format!(
-                            "unknown encoding {:?}; use \"auto\" or a WHATWG label such as \
-                         \"gbk\", \"gb18030\", \"big5\", \"utf-8\"",
-                            e.get_ref()
-                        ),
-                    )
-                })?,
-            ),
+        let timezone = self.timezone(raw.timezone.as_ref());
+        let encoding = self.encoding(raw.encoding.as_ref());
+        let schedule = self.schedule(&raw, timezone.unwrap_or(Tz::UTC));
+        let home = match &raw.home {
+            None => Some(None),
+            Some(h) => self.http_url(h, "home").map(Some),
         };
-        let schedule_text = raw
-            .schedule
-            .as_ref()
-            .map_or(DEFAULT_SCHEDULE, |s| s.get_ref());
-        let schedule = Crontab::parse(schedule_text)
-            .map_err(|m| self.at(raw.schedule.as_ref().map_or(0, |s| s.span().start), m))?;
-        let home = raw.home.as_ref().map(|h| self.http_url(h)).transpose()?;
-        let source = match (&raw.start, &raw.feed, raw.list) {
-            (Some(_), Some(feed), _) => {
-                return Err(self.at(
-                    feed.span().start,
-                    "`start` and `feed` are both set; a site reads either list pages \
-                     (`start` + [list]) or an upstream feed (`feed`), not both"
-                        .into(),
-                ))
-            }
-            (None, Some(_), Some(list)) => {
-                return Err(self.at(
-                    list.span().start,
-                    "[list] is set but the site reads an upstream `feed`; remove [list] \
-                     (the feed's entries are the list) or use `start` instead of `feed`"
-                        .into(),
-                ))
-            }
-            (None, Some(feed), None) => Source::Feed {
-                url: self.fetchable_url(feed)?,
-            },
-            (Some(start), None, Some(list)) => {
-                if start.get_ref().is_empty() {
-                    return Err(self.at(
-                        start.span().start,
-                        "`start` is empty; give at least one list page URL".into(),
-                    ));
-                }
-                let start = start
-                    .get_ref()
-                    .iter()
-                    .map(|u| self.fetchable_url(u))
-                    .collect::<Result<Vec<_>, _>>()?;
-                Source::List {
-                    start,
-                    rules: Box::new(self.list_rules(list)?),
-                }
-            }
-            (Some(start), None, None) => {
-                return Err(self.at(
+        let start = raw.start.as_ref().map(|start| {
+            if start.get_ref().is_empty() {
+                self.problem(
                     start.span().start,
-                    "`start` is set but there is no [list] section; add [list] with at \
-                     least `item` and `link` selectors"
-                        .into(),
-                ))
+                    "`start` is empty; give at least one list page URL".into(),
+                );
             }
-            (None, None, _) => {
-                return Err(self.at(
-                    0,
-                    "neither `start` nor `feed` is set; add start = [\"http://…/list/\"] with \
-                     a [list] section, or feed = \"http://…/rss.xml\""
-                        .into(),
-                ))
+            // Every URL is checked, not only up to the first bad one.
+            let urls: Vec<Option<Url>> = start
+                .get_ref()
+                .iter()
+                .map(|u| self.fetchable_url(u, "start"))
+                .collect();
+            urls.into_iter().collect::<Option<Vec<_>>>()
+        });
+        let feed = raw.feed.as_ref().map(|f| self.fetchable_url(f, "feed"));
+        let list = raw.list.as_ref().map(|l| self.list_rules(l));
+        // By presence, so a `start` of the wrong type is not also "missing".
+        let at = |key: &str| t.get(key).map(|v| v.span().start);
+        match (at("start"), at("feed"), at("list")) {
+            (Some(_), Some(feed), _) => self.problem(
+                feed,
+                "`start` and `feed` are both set; a site reads either list pages \
+                 (`start` + [list]) or an upstream feed (`feed`), not both"
+                    .into(),
+            ),
+            (None, Some(_), Some(list)) => self.problem(
+                list,
+                "[list] is set but the site reads an upstream `feed`; remove [list] \
+                 (the feed's entries are the list) or use `start` instead of `feed`"
+                    .into(),
+            ),
+            (Some(start), None, None) => self.problem(
+                start,
+                "`start` is set but there is no [list] section; add [list] with at \
+                 least `item` and `link` selectors"
+                    .into(),
+            ),
+            (None, None, _) => self.problem(
+                0,
+                "neither `start` nor `feed` is set; add start = [\"http://…/list/\"] with \
+                 a [list] section, or feed = \"http://…/rss.xml\""
+                    .into(),
+            ),
+            _ => {}
+        }
+        let article = raw.article.as_ref().map(|a| self.article_rules(a));
+        let max_items = self.positive(raw.max_items.as_ref(), "max_items");
+        let keep_items = self.positive(raw.keep_items.as_ref(), "keep_items");
+        if let (Some(Some(keep)), Some(max)) = (keep_items, max_items) {
+            let max = max.unwrap_or(DEFAULT_MAX_ITEMS);
+            if keep < max {
+                let at = raw.keep_items.as_ref().map_or(0, |k| k.span().start);
+                self.problem(
+                    at,
+                    format!(
+                        "keep_items ({keep}) is below max_items ({max}); the store must keep \
+                         at least what the feed shows"
+                    ),
+                );
             }
-        };
-        let article = raw.article.map(|a| self.article_rules(a)).transpose()?;
-        let max_items = self
-            .positive(&raw.max_items, "max_items")?
-            .unwrap_or(DEFAULT_MAX_ITEMS);
-        let keep_items = self
-            .positive(&raw.keep_items, "keep_items")?
-            .unwrap_or(max_items * 10);
-        if keep_items < max_items {
-            let span = raw.keep_items.as_ref().map_or(0, |k| k.span().start);
-            return Err(self.at(
-                span,
-                format!("keep_items ({keep_items}) is below max_items ({max_items}); the store must keep at least what the feed shows"),
-            ));
         }
         let delay = match &raw.delay {
-            None => None,
-            Some(d) => Some(parse_duration(d.get_ref()).map_err(|m| self.at(d.span().start, m))?),
+            None => Some(None),
+            Some(d) => self.duration(d, "delay").map(Some),
         };
-        let language = match raw.language {
+        let language = match &raw.language {
             Some(l) if !is_language_tag(l.get_ref()) => {
-                return Err(self.at(
+                self.problem(
                     l.span().start,
                     format!(
-                        "language {:?} is not a language tag; use e.g. \"zh-CN\"",
-                        l.get_ref()
+                        "language {} is not a language tag; use e.g. \"zh-CN\"",
+                        shown(l.get_ref())
                     ),
-                ))
+                );
+                None
             }
-            l => l.map(Spanned::into_inner),
+            l => Some(l.as_ref().map(|l| l.get_ref().clone())),
         };
-        Ok(Site {
+        if self.has_problems() {
+            return None;
+        }
+        let source = match (start, feed, list) {
+            (Some(start), None, Some(list)) => Source::List {
+                start: start?,
+                rules: Box::new(list?),
+            },
+            (None, Some(url), None) => Source::Feed { url: url? },
+            _ => return None,
+        };
+        let max_items = max_items?.unwrap_or(DEFAULT_MAX_ITEMS);
+        Some(Site {
             id,
             path: self.path.to_owned(),
-            title: raw.title.into_inner(),
-            home,
+            title: title?,
+            home: home?,
             source,
-            article,
-            schedule,
-            timezone,
-            encoding,
-            language,
+            article: article.map_or(Some(None), |a| a.map(Some))?,
+            schedule: schedule?,
+            timezone: timezone?,
+            encoding: encoding?,
+            language: language?,
             max_items,
-            keep_items,
-            delay,
+            keep_items: keep_items?.unwrap_or(max_items * 10),
+            delay: delay?,
             robots: raw.robots.unwrap_or(true),
             revisit: raw.revisit.unwrap_or(false),
             fingerprint: *blake3::hash(self.text.as_bytes()).as_bytes(),
         })
     }
 
-    fn positive(&self, v: &Option<Spanned<i64>>, key: &str) -> Result<Option<usize>, SiteError> {
-        match v {
-            None => Ok(None),
-            Some(n) if *n.get_ref() >= 1 && *n.get_ref() <= 100_000 => {
-                Ok(Some(*n.get_ref() as usize))
+    fn timezone(&self, tz: Option<&Spanned<String>>) -> Option<Tz> {
+        let Some(tz) = tz else {
+            self.problem(
+                0,
+                "missing `timezone`: dates without an offset need the site's zone, \
+                 e.g. timezone = \"Asia/Shanghai\""
+                    .into(),
+            );
+            return None;
+        };
+        match tz.get_ref().parse::<Tz>() {
+            Ok(z) => Some(z),
+            Err(_) => {
+                let names: Vec<&str> = chrono_tz::TZ_VARIANTS.iter().map(|z| z.name()).collect();
+                let hint = match read::closest(tz.get_ref(), &names) {
+                    Some(n) => format!("did you mean \"{n}\"?"),
+                    None => "use an IANA name such as \"Asia/Shanghai\"".into(),
+                };
+                self.problem(
+                    tz.span().start,
+                    format!("unknown time zone {}; {hint}", shown(tz.get_ref())),
+                );
+                None
             }
-            Some(n) => Err(self.at(
-                n.span().start,
-                format!("`{key}` must be between 1 and 100000"),
-            )),
         }
     }
 
-    fn http_url(&self, s: &Spanned<String>) -> Result<Url, SiteError> {
-        let url = Url::parse(s.get_ref()).map_err(|e| {
-            self.at(s.span().start, format!("{:?} is not a URL ({e}); write it in full, e.g. \"http://www.example.gov.cn/\"", s.get_ref()))
-        })?;
-        if !matches!(url.scheme(), "http" | "https") {
-            return Err(self.at(
-                s.span().start,
-                format!("{:?} must be an http:// or https:// URL", s.get_ref()),
-            ));
+    /// `None` inside means `auto`. `replacement` (and the labels that alias it) decodes
+    /// every page to one U+FFFD, and `x-user-defined` maps high bytes to private-use
+    /// characters: neither reads a real page, so both are refused. UTF-16 is accepted:
+    /// a page really served as UTF-16 has no other way to be read.
+    fn encoding(&self, e: Option<&Spanned<String>>) -> Option<Option<&'static Encoding>> {
+        let Some(e) = e else { return Some(None) };
+        let label = e.get_ref().trim();
+        if label.eq_ignore_ascii_case("auto") {
+            return Some(None);
         }
-        Ok(url)
-    }
-
-    fn fetchable_url(&self, s: &Spanned<String>) -> Result<Url, SiteError> {
-        let url = Url::parse(s.get_ref()).map_err(|e| {
-            self.at(s.span().start, format!("{:?} is not a URL ({e}); write it in full, e.g. \"http://www.example.gov.cn/list/\"", s.get_ref()))
-        })?;
-        if !matches!(url.scheme(), "http" | "https" | "file") {
-            return Err(self.at(
-                s.span().start,
+        let refuse = |why: &str| {
+            self.problem(
+                e.span().start,
                 format!(
-                    "{:?}: only http://, https:// and file:// URLs can be fetched",
-                    s.get_ref()
+                    "encoding {} {why}; use \"auto\" or the page's real charset such as \
+                     \"gbk\", \"gb18030\", \"big5\", \"utf-8\"",
+                    shown(e.get_ref())
                 ),
-            ));
+            );
+            None
+        };
+        match Encoding::for_label(label.as_bytes()) {
+            None => refuse("is not a WHATWG encoding label"),
+            Some(enc) if enc == encoding_rs::REPLACEMENT => refuse(
+                "is the WHATWG \"replacement\" encoding, which decodes every page to a single \
+                 U+FFFD",
+            ),
+            Some(enc) if enc == encoding_rs::X_USER_DEFINED => refuse(
+                "maps bytes 0x80-0xFF to private-use characters and decodes no real page",
+            ),
+            Some(enc) => Some(Some(enc)),
         }
-        Ok(url)
     }
 
-    fn selector(&self, css: &str, offset: usize) -> Result<Selector, SiteError> {
-        Selector::parse(css).map_err(|e| {
-            let why = match e {
-                scraper::error::SelectorErrorKind::UnexpectedSelectorParseError(k) => {
-                    format!("{k:?}")
-                }
-                other => other.to_string(),
-            };
-            self.at(
-                offset,
-                format!(
-                    "invalid CSS selector {css:?} ({why}); check brackets, quotes and combinators"
-                ),
-            )
-        })
-    }
-
-    fn list_rules(&self, list: Spanned<RawList>) -> Result<ListRules, SiteError> {
-        let list = list.into_inner();
-        let max_pages = match &list.max_pages {
-            None => 1,
-            Some(n) if (1..=100).contains(n.get_ref()) => *n.get_ref() as u32,
-            Some(n) => {
-                return Err(self.at(
-                    n.span().start,
-                    "`max_pages` must be between 1 and 100".into(),
-                ))
+    fn schedule(&self, raw: &RawSite<'_, '_>, tz: Tz) -> Option<Crontab> {
+        let floor = match &raw.min_interval {
+            None => Some(DEFAULT_MIN_INTERVAL),
+            Some(m) => self.duration(m, "min_interval"),
+        };
+        let Some(text) = &raw.schedule else {
+            return Crontab::parse(DEFAULT_SCHEDULE).ok();
+        };
+        let schedule = match Crontab::parse(text.get_ref()) {
+            Ok(s) => s,
+            Err(e) => {
+                self.problem(self.inner(text, e.offset), e.message);
+                return None;
             }
         };
-        Ok(ListRules {
-            item: self.selector(list.item.get_ref(), list.item.span().start)?,
-            item_css: list.item.get_ref().clone(),
-            link: self.field(&list.link, "link", Some("href"))?,
-            title: list
-                .title
-                .as_ref()
-                .map(|f| self.field(f, "title", None))
-                .transpose()?,
-            date: list
-                .date
-                .as_ref()
-                .map(|f| self.field(f, "date", None))
-                .transpose()?,
-            next: list
-                .next
-                .as_ref()
-                .map(|f| self.field(f, "next", Some("href")))
-                .transpose()?,
-            max_pages,
+        if !schedule.fires_within(tz, NEVER_FIRES_HORIZON) {
+            self.problem(
+                text.span().start,
+                format!(
+                    "schedule {} never fires (no matching time in the next 5 years); check \
+                     the day-of-month and month fields (\"0 0 31 2 *\" asks for February 31)",
+                    shown(text.get_ref())
+                ),
+            );
+            return None;
+        }
+        let (Some(floor), Some(gap)) = (floor, schedule.shortest_interval(tz, 200)) else {
+            return Some(schedule);
+        };
+        if gap < floor {
+            let fix = if raw.min_interval.is_some() {
+                format!(
+                    "under min_interval = \"{}\"; space the runs out or lower min_interval",
+                    human(floor)
+                )
+            } else {
+                format!(
+                    "more often than once a minute, which hammers the site; use a 5-field \
+                     schedule, or add min_interval = \"{}\" if you mean it",
+                    human(gap)
+                )
+            };
+            self.problem(
+                text.span().start,
+                format!(
+                    "schedule {} fires {} apart, {fix}",
+                    shown(text.get_ref()),
+                    human(gap)
+                ),
+            );
+            return None;
+        }
+        Some(schedule)
+    }
+
+    fn duration(&self, d: &Spanned<String>, key: &str) -> Option<Duration> {
+        parse_duration(d.get_ref())
+            .map_err(|m| self.problem(d.span().start, format!("`{key}`: {m}")))
+            .ok()
+    }
+
+    fn positive(&self, v: Option<&Spanned<i64>>, key: &str) -> Optional<usize> {
+        match v {
+            None => Some(None),
+            Some(n) if (1..=100_000).contains(n.get_ref()) => Some(Some(*n.get_ref() as usize)),
+            Some(n) => {
+                self.problem(
+                    n.span().start,
+                    format!(
+                        "`{key}` is {}; it must be between 1 and 100000",
+                        n.get_ref()
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    fn url(&self, s: &Spanned<String>, key: &str, example: &str) -> Option<Url> {
+        Url::parse(s.get_ref())
+            .map_err(|e| {
+                self.problem(
+                    s.span().start,
+                    format!(
+                        "`{key}` {} is not a URL ({e}); write it in full, e.g. \"{example}\"",
+                        shown(s.get_ref())
+                    ),
+                )
+            })
+            .ok()
+    }
+
+    fn http_url(&self, s: &Spanned<String>, key: &str) -> Option<Url> {
+        let url = self.url(s, key, "http://www.example.gov.cn/")?;
+        if !matches!(url.scheme(), "http" | "https") {
+            self.problem(
+                s.span().start,
+                format!(
+                    "`{key}` {} must be an http:// or https:// URL",
+                    shown(s.get_ref())
+                ),
+            );
+            return None;
+        }
+        Some(url)
+    }
+
+    /// A URL a run reads: http(s), or a `file://` page the operator saved. Kernel and
+    /// device files (`/dev/zero` never ends, `/proc` changes on each read) and anything
+    /// that is not a regular file are refused.
+    fn fetchable_url(&self, s: &Spanned<String>, key: &str) -> Option<Url> {
+        let url = self.url(s, key, "http://www.example.gov.cn/list/")?;
+        let refuse = |why: String| {
+            self.problem(s.span().start, format!("`{key}` {} {why}", shown(s.get_ref())));
+            None
+        };
+        match url.scheme() {
+            "http" | "https" => Some(url),
+            "file" => {
+                let Ok(path) = url.to_file_path() else {
+                    return refuse(
+                        "is not a local file path; write file:///absolute/path/page.html".into(),
+                    );
+                };
+                let special = |p: &Path| {
+                    ["/dev", "/proc", "/sys"]
+                        .into_iter()
+                        .find(|d| p.starts_with(d))
+                };
+                let fix = "point file:// at a saved page or feed";
+                if let Some(d) = special(&path) {
+                    return refuse(format!(
+                        "reads {d}, where files are devices or kernel state (endless or \
+                         changing on every read); {fix}"
+                    ));
+                }
+                if let Ok(meta) = std::fs::metadata(&path) {
+                    if !meta.is_file() {
+                        let what = if meta.is_dir() { "a directory" } else { "not a regular file" };
+                        return refuse(format!("is {what}; {fix}"));
+                    }
+                    if let Some(d) = std::fs::canonicalize(&path).ok().as_deref().and_then(special) {
+                        return refuse(format!("is a link into {d}; {fix}"));
+                    }
+                }
+                Some(url)
+            }
+            _ => refuse("is not fetchable: only http://, https:// and file:// URLs are".into()),
+        }
+    }
+
+    /// Parses CSS with cssparser directly (scraper's own parse drops the position), so
+    /// the error points at the character and says what was expected there.
+    fn selector(&self, css: &Spanned<String>, key: &str) -> Option<Selector> {
+        let text = css.get_ref();
+        let mut parser = cssparser::Parser::new(text);
+        let checked = selectors::parser::SelectorList::parse(
+            &scraper::selector::Parser,
+            &mut parser,
+            selectors::parser::ParseRelative::No,
+        );
+        // cssparser keeps no location in its errors; where the parser stopped is
+        // just past the offending token.
+        let stopped = parser.position().byte_index().min(text.len());
+        let (at, words) = match checked {
+            Ok(_) => match Selector::parse(text) {
+                Ok(s) => return Some(s),
+                Err(_) => (0, "it is not a selector this service can use".to_owned()),
+            },
+            Err(e) => css_error_words(text, stopped, &e.kind),
+        };
+        let within = if self.inner(css, at) == css.span().start && at > 0 {
+            format!(" (at character {})", text[..at].chars().count() + 1)
+        } else {
+            String::new()
+        };
+        self.problem(
+            self.inner(css, at),
+            format!(
+                "`{key}` {} is not a valid CSS selector: {words}{within}",
+                shown(text)
+            ),
+        );
+        None
+    }
+
+    fn regex(&self, pattern: &Spanned<String>, key: &str) -> Option<Regex> {
+        let p = pattern.get_ref();
+        let chars = p.chars().count();
+        if chars > MAX_REGEX_CHARS {
+            self.problem(
+                pattern.span().start,
+                format!(
+                    "`{key}` is {chars} characters long ({}); keep a regex under \
+                     {MAX_REGEX_CHARS} characters",
+                    shown(p)
+                ),
+            );
+            return None;
+        }
+        if let Err(e) = regex_syntax::Parser::new().parse(p) {
+            let (at, kind) = match &e {
+                regex_syntax::Error::Parse(e) => (e.span().start.offset, e.kind().to_string()),
+                regex_syntax::Error::Translate(e) => (e.span().start.offset, e.kind().to_string()),
+                other => (0, other.to_string()),
+            };
+            self.problem(
+                self.inner(pattern, at),
+                format!("`{key}` {} is not a valid regex: {kind}", shown(p)),
+            );
+            return None;
+        }
+        let re = match Regex::new(p) {
+            Ok(re) => re,
+            Err(_) => {
+                self.problem(
+                    pattern.span().start,
+                    format!(
+                        "`{key}` {} compiles too large for the regex engine; simplify it",
+                        shown(p)
+                    ),
+                );
+                return None;
+            }
+        };
+        if re.captures_len() < 2 {
+            self.problem(
+                pattern.span().start,
+                format!(
+                    "`{key}` {} has no capture group; wrap the part to keep in ( ), e.g. \
+                     '来源[:：]\\s*(\\S+)'",
+                    shown(p)
+                ),
+            );
+            return None;
+        }
+        Some(re)
+    }
+
+    fn list_rules(&self, list: &Spanned<&DeTable<'_>>) -> Option<ListRules> {
+        let t = Table::new(self, list.get_ref(), "list.", LIST_KEYS);
+        let item_css = t.string("item");
+        let item = match &item_css {
+            Some(css) => self.selector(css, "list.item"),
+            None => {
+                if t.get("item").is_none() {
+                    self.problem(
+                        list.span().start,
+                        "[list] has no `item`; add the CSS selector of one list entry, \
+                         e.g. item = \"div.list li\""
+                            .into(),
+                    );
+                }
+                None
+            }
+        };
+        let link = match t.get("link") {
+            Some(v) => self.field(v, "list.link", Some("href")),
+            None => {
+                self.problem(
+                    list.span().start,
+                    "[list] has no `link`; add the CSS selector of the article link inside \
+                     an item, e.g. link = \"a\""
+                        .into(),
+                );
+                None
+            }
+        };
+        let title = self.optional_field(&t, "title", None);
+        let date = self.optional_field(&t, "date", None);
+        let next = self.optional_field(&t, "next", Some("href"));
+        let max_pages = match t.integer("max_pages") {
+            None if t.get("max_pages").is_some() => None,
+            None => Some(1),
+            Some(n) if (1..=100).contains(n.get_ref()) => Some(*n.get_ref() as u32),
+            Some(n) => {
+                self.problem(
+                    n.span().start,
+                    format!(
+                        "`list.max_pages` is {}; it must be between 1 and 100",
+                        n.get_ref()
+                    ),
+                );
+                None
+            }
+        };
+        Some(ListRules {
+            item: item?,
+            item_css: item_css?.into_inner(),
+            link: link?,
+            title: title?,
+            date: date?,
+            next: next?,
+            max_pages: max_pages?,
         })
     }
 
-    fn article_rules(&self, article: Spanned<RawArticle>) -> Result<ArticleRules, SiteError> {
-        let a = article.into_inner();
-        Ok(ArticleRules {
-            title: a
-                .title
-                .as_ref()
-                .map(|f| self.field(f, "title", None))
-                .transpose()?,
-            date: a
-                .date
-                .as_ref()
-                .map(|f| self.field(f, "date", None))
-                .transpose()?,
-            source: a
-                .source
-                .as_ref()
-                .map(|f| self.field(f, "source", None))
-                .transpose()?,
-            body: a
-                .body
-                .as_ref()
-                .map(|f| self.field(f, "body", None))
-                .transpose()?,
-            images: a
-                .images
-                .as_ref()
-                .map(|f| self.field(f, "images", Some("src")))
-                .transpose()?,
-            remove: a
-                .remove
+    fn article_rules(&self, article: &Spanned<&DeTable<'_>>) -> Option<ArticleRules> {
+        let t = Table::new(self, article.get_ref(), "article.", ARTICLE_KEYS);
+        let title = self.optional_field(&t, "title", None);
+        let date = self.optional_field(&t, "date", None);
+        let source = self.optional_field(&t, "source", None);
+        let body = self.optional_field(&t, "body", None);
+        let images = self.optional_field(&t, "images", Some("src"));
+        let remove = match t.strings("remove") {
+            None if t.get("remove").is_some() => None,
+            None => Some(Vec::new()),
+            Some(list) => list
+                .get_ref()
                 .iter()
-                .map(|r| self.selector(r.get_ref(), r.span().start))
-                .collect::<Result<_, _>>()?,
+                .map(|r| self.selector(r, "article.remove"))
+                .collect::<Vec<_>>()
+                .into_iter()
+                .collect::<Option<Vec<_>>>(),
+        };
+        Some(ArticleRules {
+            title: title?,
+            date: date?,
+            source: source?,
+            body: body?,
+            images: images?,
+            remove: remove?,
         })
+    }
+
+    fn optional_field(
+        &self,
+        t: &Table<'_, '_>,
+        key: &str,
+        default_attr: Option<&str>,
+    ) -> Optional<Field> {
+        match t.get(key) {
+            None => Some(None),
+            Some(v) => self.field(v, &t.name(key), default_attr).map(Some),
+        }
     }
 
     /// A field is a CSS string, or a table with `css` and optional
     /// `attr`, `regex`, `text`, `format`, `all`.
-    fn field(
-        &self,
-        value: &Spanned<toml::Value>,
-        key: &str,
-        default_attr: Option<&str>,
-    ) -> Result<Field, SiteError> {
-        let at = value.span().start;
-        let wrong_type = || {
-            self.at(at, format!(
-                "`{key}` must be a CSS selector string or a table like {{ css = \"…\", regex = '…' }}"
-            ))
+    fn field(&self, value: &Value<'_>, key: &str, default_attr: Option<&str>) -> Option<Field> {
+        let css = match value.get_ref() {
+            DeValue::String(s) => {
+                let css = Spanned::new(value.span(), s.to_string());
+                let selector = self.selector(&css, key);
+                return Some(Field {
+                    selector: selector?,
+                    css: css.into_inner(),
+                    attr: default_attr.map(str::to_owned),
+                    regex: None,
+                    text: None,
+                    format: None,
+                    all: false,
+                });
+            }
+            DeValue::Table(t) => t,
+            _ => {
+                self.problem(
+                    value.span().start,
+                    format!(
+                        "`{key}` must be a CSS selector string or a table like \
+                         {{ css = \"…\", regex = '…' }}, found {}",
+                        clipped(self.source(value.span()))
+                    ),
+                );
+                return None;
+            }
         };
-        let (css, table) = match value.get_ref() {
-            toml::Value::String(s) => (s.clone(), None),
-            toml::Value::Table(t) => match t.get("css") {
-                Some(toml::Value::String(s)) => (s.clone(), Some(t)),
-                Some(_) => return Err(self.at(at, format!("`{key}.css` must be a string"))),
-                None => {
-                    return Err(self.at(
-                        at,
-                        format!(
-                            "`{key}` needs a `css` selector, e.g. {key} = {{ css = \"div.info\" }}"
-                        ),
-                    ))
-                }
-            },
-            _ => return Err(wrong_type()),
-        };
-        let mut field = Field {
-            selector: self.selector(&css, at)?,
-            css,
-            attr: default_attr.map(str::to_owned),
-            regex: None,
-            text: None,
-            format: None,
-            all: false,
-        };
-        let Some(table) = table else { return Ok(field) };
-        for (k, v) in table {
-            let string = || {
-                v.as_str()
-                    .map(str::to_owned)
-                    .ok_or_else(|| self.at(at, format!("`{key}.{k}` must be a string")))
-            };
-            match k.as_str() {
-                "css" => {}
-                "attr" => field.attr = Some(string()?),
-                "text" => field.text = Some(string()?),
-                "format" => field.format = Some(string()?),
-                "all" => {
-                    field.all = v.as_bool().ok_or_else(|| self.at(at, format!("`{key}.all` must be true or false")))?
-                }
-                "regex" => {
-                    let pattern = string()?;
-                    let re = Regex::new(&pattern).map_err(|e| {
-                        let first = e.to_string().lines().last().unwrap_or_default().trim().to_owned();
-                        self.at(at, format!("`{key}.regex` {pattern:?} is not a valid regex: {first}"))
-                    })?;
-                    if re.captures_len() < 2 {
-                        return Err(self.at(at, format!(
-                            "`{key}.regex` {pattern:?} has no capture group; wrap the part to keep in ( ), e.g. '来源[:：]\\s*(\\S+)'"
-                        )));
-                    }
-                    field.regex = Some(re);
-                }
-                other => {
-                    return Err(self.at(at, format!(
-                        "unknown key `{key}.{other}`; a field takes css, attr, regex, text, format, all"
-                    )))
-                }
+        let t = Table::new(self, css, &format!("{key}."), FIELD_KEYS);
+        let css = t.string("css");
+        if css.is_none() && t.get("css").is_none() {
+            self.problem(
+                value.span().start,
+                format!("`{key}` needs a `css` selector, e.g. {{ css = \"div.info\" }}"),
+            );
+        }
+        let selector = css.as_ref().and_then(|c| self.selector(c, &t.name("css")));
+        let attr = t.string("attr");
+        let text = t.string("text");
+        let format = t.string("format");
+        if let Some(f) = &format {
+            let bad = chrono::format::StrftimeItems::new(f.get_ref())
+                .any(|i| matches!(i, chrono::format::Item::Error));
+            if bad {
+                self.problem(
+                    f.span().start,
+                    format!(
+                        "`{}` {} is not a chrono date format; write e.g. \"%Y年%m月%d日 %H:%M\"",
+                        t.name("format"),
+                        shown(f.get_ref())
+                    ),
+                );
             }
         }
-        Ok(field)
+        let all = t.boolean("all");
+        let regex = match t.string("regex") {
+            None if t.get("regex").is_some() => None,
+            None => Some(None),
+            Some(p) => self.regex(&p, &t.name("regex")).map(Some),
+        };
+        Some(Field {
+            selector: selector?,
+            css: css?.into_inner(),
+            attr: attr
+                .map(Spanned::into_inner)
+                .or_else(|| default_attr.map(str::to_owned)),
+            regex: regex?,
+            text: text.map(Spanned::into_inner),
+            format: format.map(Spanned::into_inner),
+            all: all.unwrap_or(false),
+        })
     }
+}
+
+/// selectors' error kinds in the words of someone writing CSS.
+/// Returns the byte offset to point at and the words.
+fn css_error_words(
+    text: &str,
+    stopped: usize,
+    kind: &cssparser::ParseErrorKind<selectors::parser::SelectorParseErrorKind>,
+) -> (usize, String) {
+    use cssparser::{BasicParseErrorKind as B, ParseErrorKind as K};
+    use selectors::parser::SelectorParseErrorKind as S;
+    // The offending token ends where the parser stopped: step back over it (a name,
+    // else one punctuation character).
+    let is_name = |c: char| c.is_alphanumeric() || c == '-' || c == '_' || !c.is_ascii();
+    let before = &text[..stopped];
+    let name_start = before
+        .char_indices()
+        .rev()
+        .take_while(|(_, c)| is_name(*c))
+        .last()
+        .map(|(i, _)| i);
+    let at = match name_start {
+        Some(i) => i,
+        None => before.char_indices().next_back().map_or(0, |(i, _)| i),
+    };
+    let at = if stopped == text.len() && matches!(kind, K::Basic(B::EndOfInput)) {
+        stopped
+    } else {
+        at
+    };
+    let here: String = match text[at..].chars().next() {
+        Some(c) if is_name(c) => text[at..].chars().take_while(|c| is_name(*c)).take(40).collect(),
+        Some(c) => c.to_string(),
+        None => String::new(),
+    };
+    let unclosed = ['[', '(']
+        .into_iter()
+        .find(|open| {
+            let close = if *open == '[' { ']' } else { ')' };
+            text.matches(*open).count() > text.matches(close).count()
+        });
+    let at = match (kind, unclosed) {
+        (K::Basic(B::EndOfInput), Some(open)) => text.rfind(open).unwrap_or(at),
+        (K::Custom(S::ClassNeedsIdent), _) => before.rfind('.').unwrap_or(at),
+        (K::Custom(S::NoQualifiedNameInAttributeSelector), _) => {
+            before.rfind('[').map_or(at, |i| i + 1)
+        }
+        _ => at,
+    };
+    let words = match kind {
+        K::Basic(B::EndOfInput) => match unclosed {
+            Some(open) => format!(
+                "unexpected end of selector: a `{open}` is never closed; close it with `{}`",
+                if open == '[' { ']' } else { ')' }
+            ),
+            None => "unexpected end of selector; complete or remove the last part".into(),
+        },
+        K::Basic(B::UnexpectedToken) if here.is_empty() => {
+            "unexpected end of selector; complete or remove the last part".into()
+        }
+        K::Basic(B::UnexpectedToken) => format!(
+            "unexpected `{here}`; check brackets, quotes and combinators here"
+        ),
+        K::Basic(B::AtRuleInvalid | B::AtRuleBodyInvalid | B::QualifiedRuleInvalid) => {
+            "only a selector belongs here, not a CSS rule".into()
+        }
+        K::Custom(S::ClassNeedsIdent) => {
+            "expected a class name after `.`; write e.g. div.content".into()
+        }
+        K::Custom(S::EmptySelector) if text.trim().is_empty() => {
+            "the selector is empty; write one, e.g. \"div.list li\"".into()
+        }
+        K::Custom(S::EmptySelector) if text.split(',').any(|p| p.trim().is_empty()) => {
+            "a part between commas is empty; remove the extra ','".into()
+        }
+        K::Custom(S::EmptySelector) => {
+            format!("expected a tag, class, id or attribute at `{here}`")
+        }
+        K::Custom(S::DanglingCombinator) => {
+            "a combinator (`>`, `+`, `~`) must have a selector on both sides".into()
+        }
+        K::Custom(S::NoQualifiedNameInAttributeSelector) => {
+            "expected an attribute name after `[`, e.g. a[href]".into()
+        }
+        K::Custom(S::UnexpectedTokenInAttributeSelector) => {
+            "expected `=`, `~=`, `|=`, `^=`, `$=`, `*=` or `]` in the attribute selector".into()
+        }
+        K::Custom(S::BadValueInAttr) => {
+            "the attribute value must be a name or a quoted string, e.g. [href=\"/a b\"]".into()
+        }
+        K::Custom(
+            S::PseudoElementExpectedColon
+            | S::PseudoElementExpectedIdent
+            | S::NoIdentForPseudo,
+        ) => "expected a pseudo-class name after `:`, e.g. li:first-child".into(),
+        K::Custom(S::UnsupportedPseudoClassOrElement) => {
+            let colons = text[..at].rsplit(|c| c != ':').next().unwrap_or_default();
+            format!(
+                "unsupported pseudo-class or pseudo-element `{colons}{here}`; use e.g. \
+                 :first-child, :nth-child(2), :not(…), :has(…)"
+            )
+        }
+        K::Custom(S::UnexpectedIdent) => format!("unexpected name `{here}`"),
+        K::Custom(
+            S::ExpectedNamespace
+            | S::ExpectedBarInAttr
+            | S::InvalidQualNameInAttr
+            | S::ExplicitNamespaceUnexpectedToken,
+        ) => "namespaces (`|`) are not supported; remove the `ns|` prefix".into(),
+        K::Basic(B::TooManyNestedBlocks) => "too deeply nested".into(),
+        _ => "this form of selector is not supported here".into(),
+    };
+    (at, words)
 }
 
 /// `"1s"`, `"500ms"`, `"2m"`, `"1h"`, `"0s"`.
