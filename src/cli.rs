@@ -643,7 +643,10 @@ fn check_cmd(paths: Vec<PathBuf>, dir: &Path) -> Result<()> {
                 config_failure(format!("{}: cannot read the directory: {e}", p.display()))
             })?;
             if found.is_empty() {
-                eprintln!("{}: no *.toml selector files in this directory", p.display());
+                eprintln!(
+                    "{}: no *.toml selector files in this directory",
+                    p.display()
+                );
             }
             files.extend(found);
         } else {

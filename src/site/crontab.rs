@@ -37,15 +37,48 @@ struct FieldSpec {
     names_from: u32,
 }
 
-const SECOND: FieldSpec = FieldSpec { name: "second", lo: 0, hi: 59, names: &[], names_from: 0 };
-const MINUTE: FieldSpec = FieldSpec { name: "minute", lo: 0, hi: 59, names: &[], names_from: 0 };
-const HOUR: FieldSpec = FieldSpec { name: "hour", lo: 0, hi: 23, names: &[], names_from: 0 };
-const DAY_OF_MONTH: FieldSpec =
-    FieldSpec { name: "day-of-month", lo: 1, hi: 31, names: &[], names_from: 0 };
-const MONTH: FieldSpec =
-    FieldSpec { name: "month", lo: 1, hi: 12, names: &MONTH_NAMES, names_from: 1 };
-const DAY_OF_WEEK: FieldSpec =
-    FieldSpec { name: "day-of-week", lo: 0, hi: 7, names: &DAY_NAMES, names_from: 0 };
+const SECOND: FieldSpec = FieldSpec {
+    name: "second",
+    lo: 0,
+    hi: 59,
+    names: &[],
+    names_from: 0,
+};
+const MINUTE: FieldSpec = FieldSpec {
+    name: "minute",
+    lo: 0,
+    hi: 59,
+    names: &[],
+    names_from: 0,
+};
+const HOUR: FieldSpec = FieldSpec {
+    name: "hour",
+    lo: 0,
+    hi: 23,
+    names: &[],
+    names_from: 0,
+};
+const DAY_OF_MONTH: FieldSpec = FieldSpec {
+    name: "day-of-month",
+    lo: 1,
+    hi: 31,
+    names: &[],
+    names_from: 0,
+};
+const MONTH: FieldSpec = FieldSpec {
+    name: "month",
+    lo: 1,
+    hi: 12,
+    names: &MONTH_NAMES,
+    names_from: 1,
+};
+const DAY_OF_WEEK: FieldSpec = FieldSpec {
+    name: "day-of-week",
+    lo: 0,
+    hi: 7,
+    names: &DAY_NAMES,
+    names_from: 0,
+};
 
 /// A parsed crontab line (5 fields, or 6 with seconds first).
 #[derive(Debug, Clone)]
@@ -90,7 +123,11 @@ impl Crontab {
         let (min, hour, dom, mon, dow) = (rest[0], rest[1], rest[2], rest[3], rest[4]);
         let days = expand_day_of_week(dow).map_err(|message| CronError {
             offset: fields.last().map_or(0, |(o, _)| *o),
-            message: format!("schedule: {message} (field {} of {})", words.len(), super::shown(text)),
+            message: format!(
+                "schedule: {message} (field {} of {})",
+                words.len(),
+                super::shown(text)
+            ),
         })?;
         let dow_all = days.iter().all(|d| *d);
         let dow_names = if dow_all {
@@ -162,7 +199,9 @@ impl Crontab {
         let mut t = self.next_after(reference_instant(), tz)?;
         let mut shortest: Option<Duration> = None;
         for _ in 0..samples {
-            let Some(next) = self.next_after(t, tz) else { break };
+            let Some(next) = self.next_after(t, tz) else {
+                break;
+            };
             let gap = (next - t).to_std().unwrap_or_default();
             shortest = Some(shortest.map_or(gap, |s| s.min(gap)));
             t = next;
@@ -260,7 +299,11 @@ fn value(word: &str, spec: &FieldSpec) -> Result<u32, String> {
         return if (u64::from(spec.lo)..=u64::from(spec.hi)).contains(&n) {
             Ok(n as u32)
         } else {
-            let extra = if name == "day-of-week" { " (0 and 7 = Sunday)" } else { "" };
+            let extra = if name == "day-of-week" {
+                " (0 and 7 = Sunday)"
+            } else {
+                ""
+            };
             Err(format!(
                 "{name} {n} is out of range {}-{}{extra}",
                 spec.lo, spec.hi
@@ -268,7 +311,11 @@ fn value(word: &str, spec: &FieldSpec) -> Result<u32, String> {
         };
     }
     let upper = word.to_ascii_uppercase();
-    if let Some(i) = spec.names.iter().position(|n| upper.len() >= 3 && upper.starts_with(n)) {
+    if let Some(i) = spec
+        .names
+        .iter()
+        .position(|n| upper.len() >= 3 && upper.starts_with(n))
+    {
         return Ok(i as u32 + spec.names_from);
     }
     let names = if spec.names.is_empty() {
@@ -433,7 +480,9 @@ mod tests {
         assert_eq!(e.offset, 2);
         assert!(msg("*/0 * * * *").message.contains("step /0"));
         assert!(msg("30-10 * * * *").message.contains("runs backwards"));
-        assert!(msg("x * * * *").message.contains("minute \"x\" is not a number"));
+        assert!(msg("x * * * *")
+            .message
+            .contains("minute \"x\" is not a number"));
         assert!(msg("0 0 1 FOO *").message.contains("a name like FEB"));
     }
 

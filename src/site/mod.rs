@@ -325,7 +325,9 @@ pub fn compile(path: &Path, text: &str) -> Result<Site, SiteError> {
             let what = e.message().lines().next().unwrap_or_default().trim();
             ctx.problem(
                 at,
-                format!("TOML syntax: {what}; fix this first (the rest of the file is checked after)"),
+                format!(
+                    "TOML syntax: {what}; fix this first (the rest of the file is checked after)"
+                ),
             );
         }
         None
@@ -619,9 +621,9 @@ impl Ctx<'_> {
                 "is the WHATWG \"replacement\" encoding, which decodes every page to a single \
                  U+FFFD",
             ),
-            Some(enc) if enc == encoding_rs::X_USER_DEFINED => refuse(
-                "maps bytes 0x80-0xFF to private-use characters and decodes no real page",
-            ),
+            Some(enc) if enc == encoding_rs::X_USER_DEFINED => {
+                refuse("maps bytes 0x80-0xFF to private-use characters and decodes no real page")
+            }
             Some(enc) => Some(Some(enc)),
         }
     }
@@ -739,7 +741,10 @@ impl Ctx<'_> {
     fn fetchable_url(&self, s: &Spanned<String>, key: &str) -> Option<Url> {
         let url = self.url(s, key, "http://www.example.gov.cn/list/")?;
         let refuse = |why: String| {
-            self.problem(s.span().start, format!("`{key}` {} {why}", shown(s.get_ref())));
+            self.problem(
+                s.span().start,
+                format!("`{key}` {} {why}", shown(s.get_ref())),
+            );
             None
         };
         match url.scheme() {
@@ -764,10 +769,18 @@ impl Ctx<'_> {
                 }
                 if let Ok(meta) = std::fs::metadata(&path) {
                     if !meta.is_file() {
-                        let what = if meta.is_dir() { "a directory" } else { "not a regular file" };
+                        let what = if meta.is_dir() {
+                            "a directory"
+                        } else {
+                            "not a regular file"
+                        };
                         return refuse(format!("is {what}; {fix}"));
                     }
-                    if let Some(d) = std::fs::canonicalize(&path).ok().as_deref().and_then(special) {
+                    if let Some(d) = std::fs::canonicalize(&path)
+                        .ok()
+                        .as_deref()
+                        .and_then(special)
+                    {
                         return refuse(format!("is a link into {d}; {fix}"));
                     }
                 }
@@ -1068,16 +1081,18 @@ fn css_error_words(
         at
     };
     let here: String = match text[at..].chars().next() {
-        Some(c) if is_name(c) => text[at..].chars().take_while(|c| is_name(*c)).take(40).collect(),
+        Some(c) if is_name(c) => text[at..]
+            .chars()
+            .take_while(|c| is_name(*c))
+            .take(40)
+            .collect(),
         Some(c) => c.to_string(),
         None => String::new(),
     };
-    let unclosed = ['[', '(']
-        .into_iter()
-        .find(|open| {
-            let close = if *open == '[' { ']' } else { ')' };
-            text.matches(*open).count() > text.matches(close).count()
-        });
+    let unclosed = ['[', '('].into_iter().find(|open| {
+        let close = if *open == '[' { ']' } else { ')' };
+        text.matches(*open).count() > text.matches(close).count()
+    });
     let at = match (kind, unclosed) {
         (K::Basic(B::EndOfInput), Some(open)) => text.rfind(open).unwrap_or(at),
         (K::Custom(S::ClassNeedsIdent), _) => before.rfind('.').unwrap_or(at),
@@ -1097,9 +1112,9 @@ fn css_error_words(
         K::Basic(B::UnexpectedToken) if here.is_empty() => {
             "unexpected end of selector; complete or remove the last part".into()
         }
-        K::Basic(B::UnexpectedToken) => format!(
-            "unexpected `{here}`; check brackets, quotes and combinators here"
-        ),
+        K::Basic(B::UnexpectedToken) => {
+            format!("unexpected `{here}`; check brackets, quotes and combinators here")
+        }
         K::Basic(B::AtRuleInvalid | B::AtRuleBodyInvalid | B::QualifiedRuleInvalid) => {
             "only a selector belongs here, not a CSS rule".into()
         }
@@ -1128,9 +1143,7 @@ fn css_error_words(
             "the attribute value must be a name or a quoted string, e.g. [href=\"/a b\"]".into()
         }
         K::Custom(
-            S::PseudoElementExpectedColon
-            | S::PseudoElementExpectedIdent
-            | S::NoIdentForPseudo,
+            S::PseudoElementExpectedColon | S::PseudoElementExpectedIdent | S::NoIdentForPseudo,
         ) => "expected a pseudo-class name after `:`, e.g. li:first-child".into(),
         K::Custom(S::UnsupportedPseudoClassOrElement) => {
             let colons = text[..at].rsplit(|c| c != ':').next().unwrap_or_default();
@@ -1275,8 +1288,76 @@ remove = ["script"]
     fn errors_point_at_line_and_column() {
         let bad = GOOD.replace("body = \"div.content\"", "body = \"div..content\"");
         let e = compile(Path::new("x.toml"), &bad).unwrap_err();
-        assert_eq!((e.line, e.column), (18, 8), "{e}");
-        assert!(e.message.contains("invalid CSS selector"), "{e}");
+        let p = &e.problems[0];
+        assert_eq!((p.line, p.column), (18, 13), "{e}");
+        assert!(
+            p.message
+                .ends_with("is not a valid CSS selector: expected a class name after `.`; write e.g. div.content"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn every_problem_is_reported_in_file_order() {
+        let bad = GOOD
+            .replace(
+                "encoding = \"gb2312\"",
+                "encoding = \"replacement\"\nrobots = 1",
+            )
+            .replace("max_pages = 3", "max_pagse = 3")
+            .replace("title = \"h1\"", "title = \"h1[\"");
+        let e = compile(Path::new("x.toml"), &bad).unwrap_err();
+        let lines: Vec<String> = e.lines().collect();
+        assert_eq!(lines.len(), 4, "{e}");
+        assert!(
+            lines[0].starts_with("x.toml:5:12: encoding \"replacement\""),
+            "{e}"
+        );
+        assert!(
+            lines[1]
+                .starts_with("x.toml:6:10: `robots` must be true or false, found an integer (1)"),
+            "{e}"
+        );
+        assert!(
+            lines[2].starts_with(
+                "x.toml:14:1: unknown key `list.max_pagse`; did you mean `max_pages`?"
+            ),
+            "{e}"
+        );
+        assert!(
+            lines[3].starts_with("x.toml:17:12: `article.title` \"h1[\""),
+            "{e}"
+        );
+        assert_eq!(e.to_string(), lines.join("\n"));
+    }
+
+    #[test]
+    fn run_time_traps_are_refused_unless_meant() {
+        let with =
+            |extra: &str| GOOD.replace("delay = \"0s\"", &format!("delay = \"0s\"\n{extra}"));
+        let fast = with("schedule = \"*/10 * * * * *\"");
+        let e = compile(Path::new("x.toml"), &fast).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("fires 10s apart, more often than once a minute"),
+            "{e}"
+        );
+        let meant = with("schedule = \"*/10 * * * * *\"\nmin_interval = \"10s\"");
+        assert!(compile(Path::new("x.toml"), &meant).is_ok());
+        let utf16 = GOOD.replace("\"gb2312\"", "\"utf-16le\"");
+        assert!(
+            compile(Path::new("x.toml"), &utf16).is_ok(),
+            "UTF-16 pages exist"
+        );
+        let dir = GOOD.replace("http://www.example.gov.cn/gzdt/", "file:///");
+        let e = compile(Path::new("x.toml"), &dir).unwrap_err();
+        assert!(e.to_string().contains("\"file:///\" is a directory"), "{e}");
+        let typo = GOOD.replace("Asia/Shanghai", "Asia/Shangai");
+        let e = compile(Path::new("x.toml"), &typo).unwrap_err();
+        assert!(
+            e.to_string().contains("did you mean \"Asia/Shanghai\"?"),
+            "{e}"
+        );
     }
 
     #[test]

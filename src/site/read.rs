@@ -166,10 +166,11 @@ fn shown_key(k: &str) -> Cow<'_, str> {
 
 /// The known name nearest to a typo (edit distance up to 2, or one for short names).
 pub(super) fn closest<'k>(typo: &str, known: &[&'k str]) -> Option<&'k str> {
-    let typo = typo.to_ascii_lowercase().replace('-', "_");
+    let norm = |s: &str| s.to_ascii_lowercase().replace('-', "_");
+    let typo = norm(typo);
     known
         .iter()
-        .map(|k| (edit_distance(&typo, k), *k))
+        .map(|k| (edit_distance(&typo, &norm(k)), *k))
         .filter(|(d, k)| *d <= if k.len() <= 4 { 1 } else { 2 })
         .min_by_key(|(d, _)| *d)
         .map(|(_, k)| k)
