@@ -265,7 +265,7 @@ fn check_field(field: &str, spec: &FieldSpec) -> Result<(), (usize, String)> {
                 }
             }
         }
-        if range == "*" || (range == "?" && spec.lo <= 1 && (name.starts_with("day"))) {
+        if range == "*" || (range == "?" && name.starts_with("day")) {
             continue;
         }
         if range.is_empty() {
