@@ -270,7 +270,7 @@ const QUOTE_CHARS: usize = 200;
 pub fn load(path: &Path) -> Result<Site, SiteError> {
     let bytes = std::fs::read(path).map_err(|e| {
         let why = match e.kind() {
-            std::io::ErrorKind::NotFound => "no such file".to_owned(),
+            std::io::ErrorKind::NotFound => "no such file or directory".to_owned(),
             std::io::ErrorKind::PermissionDenied => "permission denied".to_owned(),
             std::io::ErrorKind::IsADirectory => {
                 "it is a directory; `feedbridge check DIR` checks every *.toml in it".to_owned()
