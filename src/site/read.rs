@@ -10,7 +10,8 @@ use std::borrow::Cow;
 use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 
-use super::{clipped, Ctx};
+use super::clipped;
+use super::compile::Ctx;
 
 pub(super) type Value<'i> = Spanned<DeValue<'i>>;
 
