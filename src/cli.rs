@@ -673,8 +673,9 @@ fn check_cmd(paths: Vec<PathBuf>, dir: &Path) -> Result<()> {
     }
     if bad > 0 {
         bail!(config_failure(format!(
-            "{bad} of {} selector files have errors ({problems} problems)",
-            files.len()
+            "{bad} of {} selector files have errors ({problems} problem{})",
+            files.len(),
+            if problems == 1 { "" } else { "s" }
         )));
     }
     Ok(())

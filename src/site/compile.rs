@@ -298,6 +298,10 @@ impl Ctx<'_> {
                 let names: Vec<&str> = chrono_tz::TZ_VARIANTS.iter().map(|z| z.name()).collect();
                 let hint = match read::closest(tz.get_ref(), &names) {
                     Some(n) => format!("did you mean \"{n}\"?"),
+                    // IANA names China's zone after Shanghai; Beijing is the usual guess.
+                    None if tz.get_ref().eq_ignore_ascii_case("Asia/Beijing") => {
+                        "China's IANA zone is \"Asia/Shanghai\"".into()
+                    }
                     None => "use an IANA name such as \"Asia/Shanghai\"".into(),
                 };
                 self.problem(

@@ -5,8 +5,6 @@
 //! by key here: unknown keys get a "did you mean", wrong types are named as TOML types,
 //! and every problem of the file is collected with its position.
 
-use std::borrow::Cow;
-
 use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 
@@ -157,12 +155,11 @@ fn a_type(v: &DeValue<'_>) -> &'static str {
     }
 }
 
-fn shown_key(k: &str) -> Cow<'_, str> {
-    if k.chars().count() > 60 {
-        Cow::Owned(k.chars().take(60).collect::<String>() + "…")
-    } else {
-        Cow::Borrowed(k)
-    }
+/// A key as written, one line and at most 60 characters (quoted keys can hold anything).
+fn shown_key(k: &str) -> String {
+    let short: String = k.chars().take(60).collect();
+    let more = if short.len() < k.len() { "…" } else { "" };
+    clipped(&short) + more
 }
 
 /// The known name nearest to a typo (edit distance up to 2, or one for short names).
