@@ -486,6 +486,26 @@ mod tests {
         assert!(msg("0 0 1 FOO *").message.contains("a name like FEB"));
     }
 
+    proptest::proptest! {
+        /// Any text gives a schedule or a one-line error pointing inside the text; no
+        /// panic in the field checks or in the `cron` crate behind them.
+        #[test]
+        fn any_text_parses_or_explains(
+            fields in proptest::collection::vec("[0-9*/,?A-Z-]{1,6}", 4..=7),
+        ) {
+            let text = fields.join(" ");
+            match Crontab::parse(&text) {
+                Ok(c) => {
+                    let _ = c.shortest_interval(Shanghai, 5);
+                }
+                Err(e) => {
+                    proptest::prop_assert!(e.offset <= text.len());
+                    proptest::prop_assert!(!e.message.contains('\n'));
+                }
+            }
+        }
+    }
+
     #[test]
     fn never_firing_and_busy_schedules_are_measurable() {
         let five_years = std::time::Duration::from_secs(5 * 366 * 86_400);

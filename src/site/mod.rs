@@ -502,6 +502,29 @@ remove = ["script"]
         );
     }
 
+    proptest::proptest! {
+        /// A damaged file never panics the compiler, and every problem stays one line
+        /// that points inside the file.
+        #[test]
+        fn damaged_files_give_one_line_problems(
+            at in 0usize..600,
+            cut in 0usize..40,
+            insert in "[\\[\\]{}\"'=.,:*/#\\n a-z0-9时]{0,12}",
+        ) {
+            let mut text = GOOD.to_owned();
+            let at = text.floor_char_boundary_compat(at.min(text.len()));
+            let end = text.floor_char_boundary_compat((at + cut).min(text.len()));
+            text.replace_range(at..end, &insert);
+            if let Err(e) = compile(Path::new("x.toml"), &text) {
+                proptest::prop_assert!(!e.problems.is_empty());
+                for p in &e.problems {
+                    proptest::prop_assert!(!p.message.contains('\n'), "{}", p.message);
+                    proptest::prop_assert!(p.line >= 1 && p.line <= text.lines().count() + 1);
+                }
+            }
+        }
+    }
+
     #[test]
     fn durations() {
         assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
