@@ -74,9 +74,9 @@ pub enum Command {
         #[arg(long, default_value_t = 5)]
         limit: usize,
     },
-    /// Validate selector files; print each error as path:line:col: message.
+    /// Validate selector files; print every problem as path:line:col: message.
     Check {
-        /// Files to check [default: every *.toml in the selectors directory]
+        /// Files or folders (every *.toml in them) [default: the selectors directory]
         files: Vec<PathBuf>,
         /// The selectors directory.
         #[arg(long, env = "FEEDBRIDGE_SELECTORS", default_value = "selectors")]
