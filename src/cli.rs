@@ -74,9 +74,9 @@ pub enum Command {
         #[arg(long, default_value_t = 5)]
         limit: usize,
     },
-    /// Validate selector files; print each error as path:line:col: message.
+    /// Validate selector files; print every problem as path:line:col: message.
     Check {
-        /// Files to check [default: every *.toml in the selectors directory]
+        /// Files or folders (every *.toml in them) [default: the selectors directory]
         files: Vec<PathBuf>,
         /// The selectors directory.
         #[arg(long, env = "FEEDBRIDGE_SELECTORS", default_value = "selectors")]
@@ -632,15 +632,32 @@ fn print_table(site: &Site, items: &[Item]) {
     }
 }
 
-fn check_cmd(files: Vec<PathBuf>, dir: &Path) -> Result<()> {
-    let files = if files.is_empty() {
-        site::selector_files(dir).map_err(|e| {
-            config_failure(format!("{}: cannot read the directory: {e}", dir.display()))
-        })?
+/// Checks files and folders (a folder = its `*.toml`, as `serve` reads it). Every
+/// problem of every file is printed, one `path:line:col: message` line each.
+fn check_cmd(paths: Vec<PathBuf>, dir: &Path) -> Result<()> {
+    let paths = if paths.is_empty() {
+        vec![dir.to_owned()]
     } else {
-        files
+        paths
     };
-    let mut bad = 0;
+    let mut files = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            let found = site::selector_files(&p).map_err(|e| {
+                config_failure(format!("{}: cannot read the directory: {e}", p.display()))
+            })?;
+            if found.is_empty() {
+                eprintln!(
+                    "{}: no *.toml selector files in this directory",
+                    p.display()
+                );
+            }
+            files.extend(found);
+        } else {
+            files.push(p);
+        }
+    }
+    let (mut bad, mut problems) = (0, 0);
     for f in &files {
         match site::load(f) {
             Ok(s) => println!(
@@ -653,14 +670,16 @@ fn check_cmd(files: Vec<PathBuf>, dir: &Path) -> Result<()> {
             ),
             Err(e) => {
                 bad += 1;
+                problems += e.problems.len();
                 eprintln!("{e}");
             }
         }
     }
     if bad > 0 {
         bail!(config_failure(format!(
-            "{bad} of {} selector files have errors",
-            files.len()
+            "{bad} of {} selector files have errors ({problems} problem{})",
+            files.len(),
+            if problems == 1 { "" } else { "s" }
         )));
     }
     Ok(())

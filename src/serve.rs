@@ -442,8 +442,8 @@ async fn index(
         );
     }
     let mut errors = String::new();
-    for e in &set.errors {
-        let _ = writeln!(errors, "<li>{}</li>", esc(&e.to_string()));
+    for e in set.errors.iter().flat_map(|e| e.lines()) {
+        let _ = writeln!(errors, "<li>{}</li>", esc(&e));
     }
     let errors = if errors.is_empty() {
         String::new()
@@ -511,7 +511,8 @@ async fn status_json(
             "last_run": state.store.run_status(&site.id)?,
         }));
     }
-    let errors: Vec<String> = set.errors.iter().map(ToString::to_string).collect();
+    // One `path:line:col: message` per problem (a file may have several).
+    let errors: Vec<String> = set.errors.iter().flat_map(|e| e.lines()).collect();
     let body = serde_json::json!({ "sites": sites, "errors": errors });
     Ok((
         [(header::CONTENT_TYPE, "application/json")],

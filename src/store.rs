@@ -33,10 +33,58 @@ pub enum StoreError {
     InUse { path: String },
     #[error("store {path} was written by a newer feedbridge (schema {found}, this one reads up to {SCHEMA_VERSION}); upgrade feedbridge, the store was left untouched")]
     NewerSchema { path: String, found: u32 },
+    #[error(
+        "`{path}` is not a directory; --data must name a directory (it is created when missing)"
+    )]
+    NotADirectory { path: String },
+    #[error("`{path}` is read-only; give --data a directory feedbridge can write to")]
+    ReadOnly { path: String },
+    #[error("cannot open the store in `{path}`: {message}")]
+    Open { path: String, message: String },
+    // The sled and serde errors are shown in the message and not chained as a source:
+    // `{:#}` printing would repeat them ("IO error: …: IO error: …").
     #[error("store: {0}")]
-    Sled(#[from] sled::Error),
+    Sled(sled::Error),
     #[error("store: cannot decode a record: {0}")]
-    Decode(#[from] serde_json::Error),
+    Decode(serde_json::Error),
+}
+
+impl From<sled::Error> for StoreError {
+    fn from(e: sled::Error) -> Self {
+        StoreError::Sled(e)
+    }
+}
+
+impl From<serde_json::Error> for StoreError {
+    fn from(e: serde_json::Error) -> Self {
+        StoreError::Decode(e)
+    }
+}
+
+/// Words for an I/O error met while opening the store at `dir`, naming the path at fault.
+fn open_error(dir: &Path, e: &std::io::Error) -> StoreError {
+    use std::io::ErrorKind;
+    // The nearest existing ancestor is the one that refused (a file in the way, a
+    // read-only parent).
+    let existing = dir
+        .ancestors()
+        .find(|p| !p.as_os_str().is_empty() && p.exists())
+        .unwrap_or(dir);
+    let shown = |p: &Path| p.display().to_string();
+    match e.kind() {
+        ErrorKind::AlreadyExists | ErrorKind::NotADirectory if !existing.is_dir() => {
+            StoreError::NotADirectory {
+                path: shown(existing),
+            }
+        }
+        ErrorKind::PermissionDenied | ErrorKind::ReadOnlyFilesystem => StoreError::ReadOnly {
+            path: shown(existing),
+        },
+        _ => StoreError::Open {
+            path: shown(dir),
+            message: e.to_string(),
+        },
+    }
 }
 
 /// An item as stored: what was extracted plus what only state can know.
@@ -147,8 +195,12 @@ fn alias_key(site: &str, alias: &str) -> Vec<u8> {
 impl Store {
     /// Opens (creating) the store in `dir`; refuses a store in use or from a newer version.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
-        std::fs::create_dir_all(dir).map_err(sled::Error::Io)?;
         let path = dir.display().to_string();
+        match std::fs::metadata(dir) {
+            Ok(m) if !m.is_dir() => return Err(StoreError::NotADirectory { path }),
+            Ok(_) => {}
+            Err(_) => std::fs::create_dir_all(dir).map_err(|e| open_error(dir, &e))?,
+        }
         let db = sled::Config::new()
             .path(dir)
             .flush_every_ms(Some(500))
@@ -160,6 +212,7 @@ impl Store {
                 {
                     StoreError::InUse { path: path.clone() }
                 }
+                sled::Error::Io(io) => open_error(dir, &io),
                 other => StoreError::Sled(other),
             })?;
         match db.get("schema_version")? {
@@ -417,6 +470,43 @@ mod tests {
 
     fn now() -> DateTime<Utc> {
         Utc.with_ymd_and_hms(2026, 11, 29, 0, 0, 0).unwrap()
+    }
+
+    #[test]
+    fn open_errors_name_the_path_in_one_sentence() {
+        use std::error::Error as _;
+        let dir = tempdir();
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("data");
+        std::fs::write(&file, "x").unwrap();
+        let e = Store::open(&file).err().expect("a file is no store");
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "`{}` is not a directory; --data must name a directory (it is created when \
+                 missing)",
+                file.display()
+            )
+        );
+        assert!(e.source().is_none(), "nothing repeated by a {{:#}} chain");
+        // A file in the middle of the path is named, not the path asked for.
+        let e = Store::open(&file.join("sub")).err().expect("under a file");
+        assert!(
+            e.to_string()
+                .starts_with(&format!("`{}` is not a directory", file.display())),
+            "{e}"
+        );
+        // Root ignores permissions, so the read-only words are checked on the error
+        // itself: the nearest existing directory is the one named.
+        let denied = std::io::Error::from(std::io::ErrorKind::PermissionDenied);
+        let e = open_error(&dir.join("new/store"), &denied);
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "`{}` is read-only; give --data a directory feedbridge can write to",
+                dir.display()
+            )
+        );
     }
 
     #[test]

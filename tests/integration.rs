@@ -24,3 +24,5 @@ mod upstream;
 
 #[path = "integration/url_policy.rs"]
 mod url_policy;
+#[path = "integration/check.rs"]
+mod check;

@@ -1,11 +1,19 @@
 //! Selector files (format v1): one TOML file per site, compiled once into a [`Site`].
 //!
-//! Raw serde structs (unknown keys refused) are kept apart from the compiled `Site`, whose
-//! CSS selectors, regexes, schedule, zone and encoding were all parsed at load, so a bad
-//! file fails here, with `path:line:col`, and never in the middle of a crawl.
+//! The file is parsed into spanned TOML values and read key by key (`read.rs`), so one
+//! `check` reports every problem of a file, each as `path:line:col: what; how to fix`,
+//! in the operator's terms. The compiled `Site` has its CSS selectors, regexes,
+//! schedule, zone and encoding parsed at load, and what would misbehave at run time (a
+//! schedule that never fires or fires every few seconds, an encoding that decodes
+//! nothing, a `file://` device) is refused here, never discovered in the middle of a crawl.
 
+mod compile;
 mod crontab;
+mod css;
+mod read;
 
+use std::cell::RefCell;
+use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -13,20 +21,64 @@ use chrono_tz::Tz;
 use encoding_rs::Encoding;
 use regex::Regex;
 use scraper::Selector;
-use serde::Deserialize;
-use toml::Spanned;
+use toml::de::DeTable;
 use url::Url;
 
-pub use crontab::Crontab;
+pub use crontab::{CronError, Crontab};
 
-/// A selector file that cannot be used, pointing at the offending text.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{}:{line}:{column}: {message}", path.display())]
-pub struct SiteError {
-    pub path: PathBuf,
+/// One problem in a selector file, pointing at the offending text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
     pub line: usize,
     pub column: usize,
     pub message: String,
+}
+
+/// A selector file that cannot be used: every problem found in it, in file order.
+/// Displayed as one `path:line:col: message` line per problem.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct SiteError {
+    pub path: PathBuf,
+    pub problems: Vec<Problem>,
+}
+
+impl SiteError {
+    fn single(path: &Path, line: usize, column: usize, message: String) -> Self {
+        SiteError {
+            path: path.to_owned(),
+            problems: vec![Problem {
+                line,
+                column,
+                message,
+            }],
+        }
+    }
+
+    /// Each problem as its own `path:line:col: message` line (for lists: `/status.json`,
+    /// the dashboard).
+    pub fn lines(&self) -> impl Iterator<Item = String> + '_ {
+        self.problems.iter().map(|p| {
+            format!(
+                "{}:{}:{}: {}",
+                self.path.display(),
+                p.line,
+                p.column,
+                p.message
+            )
+        })
+    }
+}
+
+impl fmt::Display for SiteError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, line) in self.lines().enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            f.write_str(&line)?;
+        }
+        Ok(())
+    }
 }
 
 /// One field rule: where a value is on the page and how to clean it.
@@ -134,94 +186,92 @@ impl Site {
     }
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawSite {
-    title: Spanned<String>,
-    home: Option<Spanned<String>>,
-    start: Option<Spanned<Vec<Spanned<String>>>>,
-    feed: Option<Spanned<String>>,
-    schedule: Option<Spanned<String>>,
-    timezone: Option<Spanned<String>>,
-    encoding: Option<Spanned<String>>,
-    language: Option<Spanned<String>>,
-    max_items: Option<Spanned<i64>>,
-    keep_items: Option<Spanned<i64>>,
-    delay: Option<Spanned<String>>,
-    robots: Option<bool>,
-    revisit: Option<bool>,
-    list: Option<Spanned<RawList>>,
-    article: Option<Spanned<RawArticle>>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawList {
-    item: Spanned<String>,
-    link: Spanned<toml::Value>,
-    title: Option<Spanned<toml::Value>>,
-    date: Option<Spanned<toml::Value>>,
-    next: Option<Spanned<toml::Value>>,
-    max_pages: Option<Spanned<i64>>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawArticle {
-    title: Option<Spanned<toml::Value>>,
-    date: Option<Spanned<toml::Value>>,
-    source: Option<Spanned<toml::Value>>,
-    body: Option<Spanned<toml::Value>>,
-    images: Option<Spanned<toml::Value>>,
-    #[serde(default)]
-    remove: Vec<Spanned<String>>,
-}
-
 pub const DEFAULT_SCHEDULE: &str = "*/30 * * * *";
 pub const DEFAULT_MAX_ITEMS: usize = 50;
+/// Without `min_interval`, a schedule may not fire more often than this: a seconds
+/// schedule is almost always a typo for a minutes one, and hammers the site.
+pub const DEFAULT_MIN_INTERVAL: Duration = Duration::from_secs(60);
+/// How much of an offending value a message quotes.
+const QUOTE_CHARS: usize = 200;
 
 /// Loads and compiles one selector file.
 pub fn load(path: &Path) -> Result<Site, SiteError> {
-    let bytes = std::fs::read(path).map_err(|e| SiteError {
-        path: path.to_owned(),
-        line: 1,
-        column: 1,
-        message: format!("cannot read the file: {e}"),
+    let bytes = std::fs::read(path).map_err(|e| {
+        let why = match e.kind() {
+            std::io::ErrorKind::NotFound => "no such file or directory".to_owned(),
+            std::io::ErrorKind::PermissionDenied => "permission denied".to_owned(),
+            std::io::ErrorKind::IsADirectory => {
+                "it is a directory; `feedbridge check DIR` checks every *.toml in it".to_owned()
+            }
+            _ => e.to_string(),
+        };
+        SiteError::single(path, 1, 1, format!("cannot read the file: {why}"))
     })?;
     let text = String::from_utf8(bytes).map_err(|e| {
         let (line, column) = line_col_of_bytes(e.as_bytes(), e.utf8_error().valid_up_to());
-        SiteError {
-            path: path.to_owned(),
+        SiteError::single(
+            path,
             line,
             column,
-            message: "the file is not UTF-8; save selector files as UTF-8".into(),
-        }
+            "the file is not UTF-8; save selector files as UTF-8".into(),
+        )
     })?;
     compile(path, &text)
 }
 
 /// Compiles a selector file's text; `path` names the site and goes into errors.
+/// Every problem of the file is reported, not only the first.
 pub fn compile(path: &Path, text: &str) -> Result<Site, SiteError> {
-    let ctx = Ctx { path, text };
+    let ctx = compile::Ctx {
+        path,
+        text,
+        problems: RefCell::default(),
+    };
     let id = path
         .file_stem()
         .and_then(|s| s.to_str())
         .unwrap_or_default()
         .to_owned();
     if !is_valid_site_id(&id) {
-        return Err(ctx.at(
+        ctx.problem(
             0,
             format!(
-                "the file name {id:?} is not a valid site id; rename the file to lower-case \
-                 letters, digits and '-' (starting with a letter or digit), e.g. henan-gzdt.toml"
+                "the file name {} is not a valid site id; rename the file to lower-case \
+                 letters, digits and '-' (starting with a letter or digit), e.g. henan-gzdt.toml",
+                shown(&id)
             ),
-        ));
+        );
     }
-    let raw: RawSite = toml::from_str(text).map_err(|e| {
-        let at = e.span().map_or(0, |s| s.start);
-        ctx.at(at, e.message().trim().to_owned())
-    })?;
-    ctx.build(id, raw)
+    let (root, syntax_errors) = DeTable::parse_recoverable(text);
+    let site = if syntax_errors.is_empty() {
+        ctx.build(id, root.get_ref())
+    } else {
+        // After a syntax error the parser's recovery is guesswork and its later errors
+        // echo the first: report the first, nothing else.
+        if let Some(e) = syntax_errors.first() {
+            let at = e.span().map_or(0, |s| s.start);
+            let what = e.message().lines().next().unwrap_or_default().trim();
+            ctx.problem(
+                at,
+                format!(
+                    "TOML syntax: {what}; fix this first (the rest of the file is checked after)"
+                ),
+            );
+        }
+        None
+    };
+    let mut problems = ctx.problems.into_inner();
+    match site {
+        Some(site) if problems.is_empty() => Ok(site),
+        _ => {
+            problems.sort_by_key(|p| (p.line, p.column));
+            problems.dedup();
+            Err(SiteError {
+                path: path.to_owned(),
+                problems,
+            })
+        }
+    }
 }
 
 /// `[a-z0-9][a-z0-9-]*`: the feed's URL path, so never anything a file system could read.
@@ -232,375 +282,29 @@ pub fn is_valid_site_id(id: &str) -> bool {
         && id.len() <= 64
 }
 
-struct Ctx<'a> {
-    path: &'a Path,
-    text: &'a str,
+/// A value as written, in double quotes, cut at [`QUOTE_CHARS`] characters and with
+/// control characters escaped, so a message stays one readable line.
+pub(crate) fn shown(s: &str) -> String {
+    format!("\"{}\"", clipped(s))
 }
 
-impl Ctx<'_> {
-    fn at(&self, offset: usize, message: String) -> SiteError {
-        let (line, column) = line_col(self.text, offset);
-        SiteError {
-            path: self.path.to_owned(),
-            line,
-            column,
-            message,
+/// [`shown`] without the quotes (for TOML source text, which carries its own).
+fn clipped(s: &str) -> String {
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i == QUOTE_CHARS {
+            out.push('…');
+            break;
+        }
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() => out.push_str(&format!("\\u{{{:04x}}}", c as u32)),
+            c => out.push(c),
         }
     }
-
-    fn build(&self, id: String, raw: RawSite) -> Result<Site, SiteError> {
-        let timezone = match &raw.timezone {
-            Some(tz) => tz.get_ref().parse::<Tz>().map_err(|_| {
-                self.at(
-                    tz.span().start,
-                    format!(
-                        "unknown time zone {:?}; use an IANA name such as \"Asia/Shanghai\"",
-                        tz.get_ref()
-                    ),
-                )
-            })?,
-            None => {
-                return Err(self.at(
-                    0,
-                    "missing `timezone`: dates without an offset need the site's zone, \
-                     e.g. timezone = \"Asia/Shanghai\""
-                        .into(),
-                ))
-            }
-        };
-        let encoding = match &raw.encoding {
-            None => None,
-            Some(e) if e.get_ref().eq_ignore_ascii_case("auto") => None,
-            Some(e) => Some(
-                Encoding::for_label(e.get_ref().trim().as_bytes()).ok_or_else(|| {
-                    self.at(
-                        e.span().start,
-                        format!(
-                            "unknown encoding {:?}; use \"auto\" or a WHATWG label such as \
-                         \"gbk\", \"gb18030\", \"big5\", \"utf-8\"",
-                            e.get_ref()
-                        ),
-                    )
-                })?,
-            ),
-        };
-        let schedule_text = raw
-            .schedule
-            .as_ref()
-            .map_or(DEFAULT_SCHEDULE, |s| s.get_ref());
-        let schedule = Crontab::parse(schedule_text)
-            .map_err(|m| self.at(raw.schedule.as_ref().map_or(0, |s| s.span().start), m))?;
-        let home = raw.home.as_ref().map(|h| self.http_url(h)).transpose()?;
-        let source = match (&raw.start, &raw.feed, raw.list) {
-            (Some(_), Some(feed), _) => {
-                return Err(self.at(
-                    feed.span().start,
-                    "`start` and `feed` are both set; a site reads either list pages \
-                     (`start` + [list]) or an upstream feed (`feed`), not both"
-                        .into(),
-                ))
-            }
-            (None, Some(_), Some(list)) => {
-                return Err(self.at(
-                    list.span().start,
-                    "[list] is set but the site reads an upstream `feed`; remove [list] \
-                     (the feed's entries are the list) or use `start` instead of `feed`"
-                        .into(),
-                ))
-            }
-            (None, Some(feed), None) => Source::Feed {
-                url: self.fetchable_url(feed)?,
-            },
-            (Some(start), None, Some(list)) => {
-                if start.get_ref().is_empty() {
-                    return Err(self.at(
-                        start.span().start,
-                        "`start` is empty; give at least one list page URL".into(),
-                    ));
-                }
-                let start = start
-                    .get_ref()
-                    .iter()
-                    .map(|u| self.fetchable_url(u))
-                    .collect::<Result<Vec<_>, _>>()?;
-                Source::List {
-                    start,
-                    rules: Box::new(self.list_rules(list)?),
-                }
-            }
-            (Some(start), None, None) => {
-                return Err(self.at(
-                    start.span().start,
-                    "`start` is set but there is no [list] section; add [list] with at \
-                     least `item` and `link` selectors"
-                        .into(),
-                ))
-            }
-            (None, None, _) => {
-                return Err(self.at(
-                    0,
-                    "neither `start` nor `feed` is set; add start = [\"http://…/list/\"] with \
-                     a [list] section, or feed = \"http://…/rss.xml\""
-                        .into(),
-                ))
-            }
-        };
-        let article = raw.article.map(|a| self.article_rules(a)).transpose()?;
-        let max_items = self
-            .positive(&raw.max_items, "max_items")?
-            .unwrap_or(DEFAULT_MAX_ITEMS);
-        let keep_items = self
-            .positive(&raw.keep_items, "keep_items")?
-            .unwrap_or(max_items * 10);
-        if keep_items < max_items {
-            let span = raw.keep_items.as_ref().map_or(0, |k| k.span().start);
-            return Err(self.at(
-                span,
-                format!("keep_items ({keep_items}) is below max_items ({max_items}); the store must keep at least what the feed shows"),
-            ));
-        }
-        let delay = match &raw.delay {
-            None => None,
-            Some(d) => Some(parse_duration(d.get_ref()).map_err(|m| self.at(d.span().start, m))?),
-        };
-        let language = match raw.language {
-            Some(l) if !is_language_tag(l.get_ref()) => {
-                return Err(self.at(
-                    l.span().start,
-                    format!(
-                        "language {:?} is not a language tag; use e.g. \"zh-CN\"",
-                        l.get_ref()
-                    ),
-                ))
-            }
-            l => l.map(Spanned::into_inner),
-        };
-        Ok(Site {
-            id,
-            path: self.path.to_owned(),
-            title: raw.title.into_inner(),
-            home,
-            source,
-            article,
-            schedule,
-            timezone,
-            encoding,
-            language,
-            max_items,
-            keep_items,
-            delay,
-            robots: raw.robots.unwrap_or(true),
-            revisit: raw.revisit.unwrap_or(false),
-            fingerprint: *blake3::hash(self.text.as_bytes()).as_bytes(),
-        })
-    }
-
-    fn positive(&self, v: &Option<Spanned<i64>>, key: &str) -> Result<Option<usize>, SiteError> {
-        match v {
-            None => Ok(None),
-            Some(n) if *n.get_ref() >= 1 && *n.get_ref() <= 100_000 => {
-                Ok(Some(*n.get_ref() as usize))
-            }
-            Some(n) => Err(self.at(
-                n.span().start,
-                format!("`{key}` must be between 1 and 100000"),
-            )),
-        }
-    }
-
-    fn http_url(&self, s: &Spanned<String>) -> Result<Url, SiteError> {
-        let url = Url::parse(s.get_ref()).map_err(|e| {
-            self.at(s.span().start, format!("{:?} is not a URL ({e}); write it in full, e.g. \"http://www.example.gov.cn/\"", s.get_ref()))
-        })?;
-        if !matches!(url.scheme(), "http" | "https") {
-            return Err(self.at(
-                s.span().start,
-                format!("{:?} must be an http:// or https:// URL", s.get_ref()),
-            ));
-        }
-        Ok(url)
-    }
-
-    fn fetchable_url(&self, s: &Spanned<String>) -> Result<Url, SiteError> {
-        let url = Url::parse(s.get_ref()).map_err(|e| {
-            self.at(s.span().start, format!("{:?} is not a URL ({e}); write it in full, e.g. \"http://www.example.gov.cn/list/\"", s.get_ref()))
-        })?;
-        if !matches!(url.scheme(), "http" | "https" | "file") {
-            return Err(self.at(
-                s.span().start,
-                format!(
-                    "{:?}: only http://, https:// and file:// URLs can be fetched",
-                    s.get_ref()
-                ),
-            ));
-        }
-        Ok(url)
-    }
-
-    fn selector(&self, css: &str, offset: usize) -> Result<Selector, SiteError> {
-        Selector::parse(css).map_err(|e| {
-            let why = match e {
-                scraper::error::SelectorErrorKind::UnexpectedSelectorParseError(k) => {
-                    format!("{k:?}")
-                }
-                other => other.to_string(),
-            };
-            self.at(
-                offset,
-                format!(
-                    "invalid CSS selector {css:?} ({why}); check brackets, quotes and combinators"
-                ),
-            )
-        })
-    }
-
-    fn list_rules(&self, list: Spanned<RawList>) -> Result<ListRules, SiteError> {
-        let list = list.into_inner();
-        let max_pages = match &list.max_pages {
-            None => 1,
-            Some(n) if (1..=100).contains(n.get_ref()) => *n.get_ref() as u32,
-            Some(n) => {
-                return Err(self.at(
-                    n.span().start,
-                    "`max_pages` must be between 1 and 100".into(),
-                ))
-            }
-        };
-        Ok(ListRules {
-            item: self.selector(list.item.get_ref(), list.item.span().start)?,
-            item_css: list.item.get_ref().clone(),
-            link: self.field(&list.link, "link", Some("href"))?,
-            title: list
-                .title
-                .as_ref()
-                .map(|f| self.field(f, "title", None))
-                .transpose()?,
-            date: list
-                .date
-                .as_ref()
-                .map(|f| self.field(f, "date", None))
-                .transpose()?,
-            next: list
-                .next
-                .as_ref()
-                .map(|f| self.field(f, "next", Some("href")))
-                .transpose()?,
-            max_pages,
-        })
-    }
-
-    fn article_rules(&self, article: Spanned<RawArticle>) -> Result<ArticleRules, SiteError> {
-        let a = article.into_inner();
-        Ok(ArticleRules {
-            title: a
-                .title
-                .as_ref()
-                .map(|f| self.field(f, "title", None))
-                .transpose()?,
-            date: a
-                .date
-                .as_ref()
-                .map(|f| self.field(f, "date", None))
-                .transpose()?,
-            source: a
-                .source
-                .as_ref()
-                .map(|f| self.field(f, "source", None))
-                .transpose()?,
-            body: a
-                .body
-                .as_ref()
-                .map(|f| self.field(f, "body", None))
-                .transpose()?,
-            images: a
-                .images
-                .as_ref()
-                .map(|f| self.field(f, "images", Some("src")))
-                .transpose()?,
-            remove: a
-                .remove
-                .iter()
-                .map(|r| self.selector(r.get_ref(), r.span().start))
-                .collect::<Result<_, _>>()?,
-        })
-    }
-
-    /// A field is a CSS string, or a table with `css` and optional
-    /// `attr`, `regex`, `text`, `format`, `all`.
-    fn field(
-        &self,
-        value: &Spanned<toml::Value>,
-        key: &str,
-        default_attr: Option<&str>,
-    ) -> Result<Field, SiteError> {
-        let at = value.span().start;
-        let wrong_type = || {
-            self.at(at, format!(
-                "`{key}` must be a CSS selector string or a table like {{ css = \"…\", regex = '…' }}"
-            ))
-        };
-        let (css, table) = match value.get_ref() {
-            toml::Value::String(s) => (s.clone(), None),
-            toml::Value::Table(t) => match t.get("css") {
-                Some(toml::Value::String(s)) => (s.clone(), Some(t)),
-                Some(_) => return Err(self.at(at, format!("`{key}.css` must be a string"))),
-                None => {
-                    return Err(self.at(
-                        at,
-                        format!(
-                            "`{key}` needs a `css` selector, e.g. {key} = {{ css = \"div.info\" }}"
-                        ),
-                    ))
-                }
-            },
-            _ => return Err(wrong_type()),
-        };
-        let mut field = Field {
-            selector: self.selector(&css, at)?,
-            css,
-            attr: default_attr.map(str::to_owned),
-            regex: None,
-            text: None,
-            format: None,
-            all: false,
-        };
-        let Some(table) = table else { return Ok(field) };
-        for (k, v) in table {
-            let string = || {
-                v.as_str()
-                    .map(str::to_owned)
-                    .ok_or_else(|| self.at(at, format!("`{key}.{k}` must be a string")))
-            };
-            match k.as_str() {
-                "css" => {}
-                "attr" => field.attr = Some(string()?),
-                "text" => field.text = Some(string()?),
-                "format" => field.format = Some(string()?),
-                "all" => {
-                    field.all = v.as_bool().ok_or_else(|| self.at(at, format!("`{key}.all` must be true or false")))?
-                }
-                "regex" => {
-                    let pattern = string()?;
-                    let re = Regex::new(&pattern).map_err(|e| {
-                        let first = e.to_string().lines().last().unwrap_or_default().trim().to_owned();
-                        self.at(at, format!("`{key}.regex` {pattern:?} is not a valid regex: {first}"))
-                    })?;
-                    if re.captures_len() < 2 {
-                        return Err(self.at(at, format!(
-                            "`{key}.regex` {pattern:?} has no capture group; wrap the part to keep in ( ), e.g. '来源[:：]\\s*(\\S+)'"
-                        )));
-                    }
-                    field.regex = Some(re);
-                }
-                other => {
-                    return Err(self.at(at, format!(
-                        "unknown key `{key}.{other}`; a field takes css, attr, regex, text, format, all"
-                    )))
-                }
-            }
-        }
-        Ok(field)
-    }
+    out
 }
 
 /// `"1s"`, `"500ms"`, `"2m"`, `"1h"`, `"0s"`.
@@ -726,8 +430,99 @@ remove = ["script"]
     fn errors_point_at_line_and_column() {
         let bad = GOOD.replace("body = \"div.content\"", "body = \"div..content\"");
         let e = compile(Path::new("x.toml"), &bad).unwrap_err();
-        assert_eq!((e.line, e.column), (18, 8), "{e}");
-        assert!(e.message.contains("invalid CSS selector"), "{e}");
+        let p = &e.problems[0];
+        assert_eq!((p.line, p.column), (18, 13), "{e}");
+        assert!(
+            p.message
+                .ends_with("is not a valid CSS selector: expected a class name after `.`; write e.g. div.content"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn every_problem_is_reported_in_file_order() {
+        let bad = GOOD
+            .replace(
+                "encoding = \"gb2312\"",
+                "encoding = \"replacement\"\nrobots = 1",
+            )
+            .replace("max_pages = 3", "max_pagse = 3")
+            .replace("title = \"h1\"", "title = \"h1[\"");
+        let e = compile(Path::new("x.toml"), &bad).unwrap_err();
+        let lines: Vec<String> = e.lines().collect();
+        assert_eq!(lines.len(), 4, "{e}");
+        assert!(
+            lines[0].starts_with("x.toml:5:12: encoding \"replacement\""),
+            "{e}"
+        );
+        assert!(
+            lines[1]
+                .starts_with("x.toml:6:10: `robots` must be true or false, found an integer (1)"),
+            "{e}"
+        );
+        assert!(
+            lines[2].starts_with(
+                "x.toml:14:1: unknown key `list.max_pagse`; did you mean `max_pages`?"
+            ),
+            "{e}"
+        );
+        assert!(
+            lines[3].starts_with("x.toml:17:12: `article.title` \"h1[\""),
+            "{e}"
+        );
+        assert_eq!(e.to_string(), lines.join("\n"));
+    }
+
+    #[test]
+    fn run_time_traps_are_refused_unless_meant() {
+        let with =
+            |extra: &str| GOOD.replace("delay = \"0s\"", &format!("delay = \"0s\"\n{extra}"));
+        let fast = with("schedule = \"*/10 * * * * *\"");
+        let e = compile(Path::new("x.toml"), &fast).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("fires 10s apart, more often than once a minute"),
+            "{e}"
+        );
+        let meant = with("schedule = \"*/10 * * * * *\"\nmin_interval = \"10s\"");
+        assert!(compile(Path::new("x.toml"), &meant).is_ok());
+        let utf16 = GOOD.replace("\"gb2312\"", "\"utf-16le\"");
+        assert!(
+            compile(Path::new("x.toml"), &utf16).is_ok(),
+            "UTF-16 pages exist"
+        );
+        let dir = GOOD.replace("http://www.example.gov.cn/gzdt/", "file:///");
+        let e = compile(Path::new("x.toml"), &dir).unwrap_err();
+        assert!(e.to_string().contains("\"file:///\" is a directory"), "{e}");
+        let typo = GOOD.replace("Asia/Shanghai", "Asia/Shangai");
+        let e = compile(Path::new("x.toml"), &typo).unwrap_err();
+        assert!(
+            e.to_string().contains("did you mean \"Asia/Shanghai\"?"),
+            "{e}"
+        );
+    }
+
+    proptest::proptest! {
+        /// A damaged file never panics the compiler, and every problem stays one line
+        /// that points inside the file.
+        #[test]
+        fn damaged_files_give_one_line_problems(
+            at in 0usize..600,
+            cut in 0usize..40,
+            insert in "[\\[\\]{}\"'=.,:*/#\\n a-z0-9时]{0,12}",
+        ) {
+            let mut text = GOOD.to_owned();
+            let at = text.floor_char_boundary_compat(at.min(text.len()));
+            let end = text.floor_char_boundary_compat((at + cut).min(text.len()));
+            text.replace_range(at..end, &insert);
+            if let Err(e) = compile(Path::new("x.toml"), &text) {
+                proptest::prop_assert!(!e.problems.is_empty());
+                for p in &e.problems {
+                    proptest::prop_assert!(!p.message.contains('\n'), "{}", p.message);
+                    proptest::prop_assert!(p.line >= 1 && p.line <= text.lines().count() + 1);
+                }
+            }
+        }
     }
 
     #[test]

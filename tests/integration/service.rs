@@ -48,7 +48,13 @@ async fn hot_reload_applies_edits_keeps_last_good_rules_adds_and_removes_feeds()
         .await
         .unwrap();
     std::fs::create_dir_all(tmp.join("selectors")).unwrap();
-    let good = fixture_selector(&fixture.origin(), &[("schedule", "\"*/2 * * * * *\"")]);
+    let good = fixture_selector(
+        &fixture.origin(),
+        &[
+            ("schedule", "\"*/2 * * * * *\""),
+            ("min_interval", "\"1s\""),
+        ],
+    );
     std::fs::write(tmp.join("selectors/fix.toml"), &good).unwrap();
     let (base, _p) = spawn_serve(tmp.path());
     wait_for_items(&base, 27).await;
@@ -85,7 +91,8 @@ async fn hot_reload_applies_edits_keeps_last_good_rules_adds_and_removes_feeds()
     .await
     .expect("error reported");
     assert!(
-        errors.1.contains("selectors/fix.toml:") && errors.1.contains("invalid CSS selector"),
+        errors.1.contains("selectors/fix.toml:")
+            && errors.1.contains("is not a valid CSS selector"),
         "{}",
         errors.1
     );
@@ -103,7 +110,7 @@ async fn hot_reload_applies_edits_keeps_last_good_rules_adds_and_removes_feeds()
         .unwrap();
     assert_eq!(feed.status(), 200);
     let index = get_text(format!("{base}/")).await;
-    assert!(index.contains("invalid CSS selector"));
+    assert!(index.contains("is not a valid CSS selector"));
 
     // A new file adds a feed; deleting it removes the feed from / and /opml.
     std::fs::write(tmp.join("selectors/second.toml"), &good).unwrap();

@@ -329,7 +329,11 @@ pub async fn serve_fixture(
     std::fs::create_dir_all(tmp.join("selectors")).expect("mkdir");
     let sel = fixture_selector(
         &fixture.origin(),
-        &[("schedule", &format!("\"{schedule}\""))],
+        // Tests run on seconds schedules, which `check` refuses unless meant.
+        &[
+            ("schedule", &format!("\"{schedule}\"")),
+            ("min_interval", "\"1s\""),
+        ],
     );
     std::fs::write(tmp.join("selectors/fix.toml"), sel).expect("write selector");
     let (base, p) = spawn_serve_with(tmp.path(), extra);
