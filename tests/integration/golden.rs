@@ -196,14 +196,23 @@ fn an_operators_own_selector_file_needs_no_fixtures() {
         }
     }
     assert_eq!(own_sites, 1);
-    let out = run(&["check", "--selectors", tmp.join("selectors").to_str().unwrap()]);
+    let out = run(&[
+        "check",
+        "--selectors",
+        tmp.join("selectors").to_str().unwrap(),
+    ]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
 }
 
 #[test]
 fn page_buttons_stay_out_of_the_bundled_bodies() {
     let dir = root().join("fixtures/fixture-gzdt");
-    for name in ["article-seed", "article-seed-gbk", "article-timed", "article-nodate"] {
+    for name in [
+        "article-seed",
+        "article-seed-gbk",
+        "article-timed",
+        "article-nodate",
+    ] {
         let got = std::fs::read_to_string(dir.join(format!("{name}.expected.json"))).unwrap();
         assert!(got.contains("</p>"), "{name} has a body");
         for button in ["打印本页", "返回列表"] {
