@@ -63,12 +63,16 @@ pub async fn refresh(site: &Site, crawler: &Crawler, progress: &dyn Progress) ->
     let window = if rules_changed && !site.revisit {
         feed_window(store, site)
     } else {
-        Ok(HashMap::new())
+        Ok(Vec::new())
     };
-    let mut window = window.unwrap_or_else(|e| {
+    let window = window.unwrap_or_else(|e| {
         run.fail("store", e.to_string());
-        HashMap::new()
+        Vec::new()
     });
+    let window_urls: HashSet<String> = window
+        .iter()
+        .filter_map(|e| e.url.as_ref().map(Url::to_string))
+        .collect();
     // A revisiting site must see edits of known articles, which a 304 on an unchanged
     // list page would hide: it reads its lists unconditionally.
     let known = |url: &Url| {
@@ -100,20 +104,19 @@ pub async fn refresh(site: &Site, crawler: &Crawler, progress: &dyn Progress) ->
         run.fail(&class, message);
     }
     let (mut entries, list_validators) = (lists.entries, lists.validators);
-    let window_urls: HashSet<String> = window.keys().cloned().collect();
-    // Window items the lists no longer show are re-read from their stored values.
-    for entry in &entries {
-        if let Some(url) = &entry.url {
-            window.remove(url.as_str());
-        }
-    }
+    // Window items the lists no longer show are re-read with their stored values as the
+    // fallbacks. (A stand-in URL, of an upstream entry without a link, has a fragment and
+    // no page to read.)
     if site.article.is_some() {
-        // A stand-in URL (an upstream entry without a link) has a fragment and no page.
-        entries.extend(
-            window
-                .into_values()
-                .filter(|e| e.url.as_ref().is_some_and(|u| u.fragment().is_none())),
-        );
+        let listed: HashSet<String> = entries
+            .iter()
+            .filter_map(|e| e.url.as_ref().map(Url::to_string))
+            .collect();
+        entries.extend(window.into_iter().filter(|e| {
+            e.url
+                .as_ref()
+                .is_some_and(|u| u.fragment().is_none() && !listed.contains(u.as_str()))
+        }));
     }
     progress.planned(entries.len());
     let mut fresh = 0;
@@ -220,12 +223,9 @@ pub async fn refresh(site: &Site, crawler: &Crawler, progress: &dyn Progress) ->
     status
 }
 
-/// The items in a site's feed window (its newest `max_items`), keyed by URL, as list
+/// The items in a site's feed window (its newest `max_items`), newest first, as list
 /// entries carrying their stored values as fallbacks.
-fn feed_window(
-    store: &Store,
-    site: &Site,
-) -> Result<HashMap<String, ListEntry>, crate::store::StoreError> {
+fn feed_window(store: &Store, site: &Site) -> Result<Vec<ListEntry>, crate::store::StoreError> {
     Ok(store
         .recent(&site.id, site.max_items)?
         .into_iter()
@@ -241,7 +241,7 @@ fn feed_window(
                 upstream: None,
                 warnings: Vec::new(),
             };
-            Some((s.item.url, entry))
+            Some(entry)
         })
         .collect())
 }

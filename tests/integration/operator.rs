@@ -36,9 +36,8 @@ fn line_of<'a>(out: &'a str, site: &str) -> &'a str {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_fixed_selector_fixes_the_feed_window_on_the_next_run() {
     let tmp = TempDir::new("op-fix");
-    let server = FixtureServer::start(&fixture_site_copy(&tmp), 0)
-        .await
-        .unwrap();
+    let site = fixture_site_copy(&tmp);
+    let server = FixtureServer::start(&site, 0).await.unwrap();
     std::fs::create_dir_all(tmp.join("selectors")).unwrap();
     let write = |extra: &[(&str, &str)]| {
         let mut all = vec![("max_items", "10")];
@@ -67,18 +66,33 @@ async fn a_fixed_selector_fixes_the_feed_window_on_the_next_run() {
         .values()
         .all(|s| s.item.source.as_deref().is_some_and(|v| v.contains("来源"))));
 
-    // The fix: the list pages did not change (they would answer 304 to old validators),
-    // yet the 10 entries of the feed window are re-read and updated in place.
+    // The fix. Meanwhile the newest article left the list page: it is still in the feed
+    // window, so it is re-read too (from its stored URL). The other list pages did not
+    // change and would answer 304 to the old validators; the 10 window entries are
+    // re-read and updated in place all the same.
+    let list = site.join("utf8/gzdt/index.html");
+    let html = std::fs::read_to_string(&list).unwrap();
+    let first_li = html.find("<li>").unwrap();
+    let end = html[first_li..].find("</li>").unwrap() + first_li + "</li>".len();
+    assert!(html[first_li..end].contains("t20200512_1874321.html"));
+    std::fs::write(&list, format!("{}{}", &html[..first_li], &html[end..])).unwrap();
     write(&[]);
     let (code, out) = crawl(tmp.path(), &[]).await;
     assert_eq!(code, Some(0), "{out}");
     let line = line_of(&out, "fix");
     assert!(line.contains("(304: 0)"), "no 304 for new rules: {line}");
+    assert!(
+        line.contains("pages 12 "),
+        "2 list pages, 10 articles: {line}"
+    );
     assert!(line.contains("new 0 / updated 10 / unchanged 17"), "{line}");
     let store = Store::open(&tmp.join("data")).unwrap();
     let after = store.recent("fix", 100).unwrap();
     assert_eq!(after.len(), 27, "no new identities");
     let window = store.recent("fix", 10).unwrap();
+    assert!(window
+        .iter()
+        .any(|s| s.item.url.ends_with("t20200512_1874321.html")));
     for s in &window {
         let old = &before[&s.item.url];
         assert_eq!(s.key(), old.key(), "same id");
@@ -130,7 +144,7 @@ async fn two_sites_on_one_list_page_each_get_a_full_feed() {
 }
 
 #[test]
-fn crawl_refuses_serve_only_flags_and_reports_once() {
+fn crawl_refuses_serve_only_flags() {
     let out = run(&["crawl", "--listen", "127.0.0.1:1"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
     let help = text(&run(&["crawl", "--help"]).stdout);
