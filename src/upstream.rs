@@ -5,8 +5,8 @@
 //! fallback for every field the article page does not give. Dates without a zone are read
 //! in the site's zone by our own parser (feed-rs would guess UTC); links resolve against
 //! the feed's URL; HTML is sanitized like any scraped body. An entry without a usable link
-//! (an RSS 0.9x description-only item) is kept, under a stand-in URL (see
-//! [`stand_in_url`]) that is never fetched.
+//! (an RSS 0.9x description-only item) is kept, under a stand-in URL (the site's home
+//! with a fragment naming the entry) that is never fetched.
 
 use chrono::{DateTime, Utc};
 use url::Url;
