@@ -490,7 +490,9 @@ async fn preview_cmd(
         let entries = preview_list(&site, &fetcher, manners, start, &mut notes).await?;
         for entry in entries.iter().take(limit) {
             let Some(url) = &entry.url else { continue };
-            let item = match &site.article {
+            // An upstream entry without a link has a stand-in URL: no page to fetch.
+            let no_link = entry.upstream.as_ref().is_some_and(|u| u.no_link);
+            let item = match site.article.as_ref().filter(|_| !no_link) {
                 Some(rules) => match fetcher.get(url, None, manners).await {
                     Ok(FetchOutcome::Page { page, .. }) => {
                         extract_article(&page, &site, rules, entry, now)
