@@ -353,3 +353,73 @@ fn the_readme_commands_match_the_help() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn serve_applies_a_fixed_selector_to_the_feed_without_a_restart() {
+    let tmp = TempDir::new("op-serve-fix");
+    let server = FixtureServer::start(&fixture_site_copy(&tmp), 0)
+        .await
+        .unwrap();
+    std::fs::create_dir_all(tmp.join("selectors")).unwrap();
+    let selector = |source: Option<&str>| {
+        let mut extra = vec![("schedule", "\"*/2 * * * * *\"")];
+        if let Some(s) = source {
+            extra.push(("source", s));
+        }
+        fixture_selector(&server.origin(), &extra)
+    };
+    std::fs::write(
+        tmp.join("selectors/fix.toml"),
+        selector(Some("\"div.info font\"")),
+    )
+    .unwrap();
+    let (base, _p) = crate::support::spawn_serve(tmp.path());
+    crate::support::wait_for_items(&base, 27).await;
+    let url = format!("{base}/feeds/fix.atom");
+    let entries = |xml: String| {
+        feed_rs::parser::parse(xml.as_bytes())
+            .expect("feed")
+            .entries
+            .into_iter()
+            .map(|e| {
+                let author: String = e
+                    .authors
+                    .first()
+                    .and_then(|a| a.name.clone())
+                    .unwrap_or_default();
+                (e.id, (author, e.updated))
+            })
+            .collect::<BTreeMap<_, _>>()
+    };
+    let before = entries(crate::support::get_text(url.clone()).await);
+    assert_eq!(before.len(), 27);
+    assert!(before.values().all(|(author, _)| author.contains("来源")));
+
+    // The fix, written as editors do (temp file, rename).
+    std::fs::write(tmp.join("selectors/fix.toml.new"), selector(None)).unwrap();
+    std::fs::rename(
+        tmp.join("selectors/fix.toml.new"),
+        tmp.join("selectors/fix.toml"),
+    )
+    .unwrap();
+    let after = crate::support::eventually(std::time::Duration::from_secs(40), || {
+        let url = url.clone();
+        async move {
+            let after = entries(crate::support::get_text(url).await);
+            after
+                .values()
+                .all(|(author, _)| !author.contains("来源"))
+                .then_some(after)
+        }
+    })
+    .await
+    .expect("every entry fixed by a scheduled run, without a restart");
+    assert_eq!(
+        after.keys().collect::<Vec<_>>(),
+        before.keys().collect::<Vec<_>>(),
+        "the same entries (ids)"
+    );
+    for (id, (_, updated)) in &after {
+        assert!(*updated > before[id].1, "{id}: updated moves");
+    }
+}
