@@ -11,9 +11,9 @@ use clap::{Parser, Subcommand};
 use tokio::sync::watch;
 use url::Url;
 
-use crate::config::{self, LogFormat, RawSettings, Settings};
+use crate::config::{self, LogFormat, RawCrawlSettings, RawFetchSettings, RawSettings, Settings};
 use crate::extract::{extract_article, extract_list, item_from_entry};
-use crate::fetch::{FetchOutcome, FetchSettings, Fetcher, Manners};
+use crate::fetch::{FetchOutcome, Fetcher, Manners};
 use crate::fixture_server::{bundled_site_dir, FixtureServer};
 use crate::metrics::Metrics;
 use crate::model::{Item, ListEntry, Page};
@@ -43,7 +43,7 @@ pub enum Command {
     /// Run one pass over the named sites (all by default), print a summary, exit.
     Crawl {
         #[command(flatten)]
-        settings: RawSettings,
+        settings: RawCrawlSettings,
         /// A selector file to crawl (repeatable); read like the selectors directory's files.
         #[arg(long = "site", value_name = "FILE")]
         site_files: Vec<PathBuf>,
@@ -73,6 +73,8 @@ pub enum Command {
         /// Article pages fetched at most.
         #[arg(long, default_value_t = 5)]
         limit: usize,
+        #[command(flatten)]
+        settings: RawFetchSettings,
     },
     /// Validate selector files; print every problem as path:line:col: message.
     Check {
@@ -130,7 +132,10 @@ pub async fn run(cli: Cli) -> Result<()> {
             site_files,
             sites,
         } => {
-            let s = settings(raw)?;
+            let s = settings(RawSettings {
+                crawl: raw,
+                ..RawSettings::default()
+            })?;
             init_logging(s.log_format);
             crawl_cmd(s, site_files, sites).await
         }
@@ -142,9 +147,19 @@ pub async fn run(cli: Cli) -> Result<()> {
             kind,
             json,
             limit,
+            settings: raw,
         } => {
+            // The operator's User-Agent, timeout and delay, from flags, environment or file.
+            let s = settings(RawSettings {
+                crawl: RawCrawlSettings {
+                    fetch: raw,
+                    ..RawCrawlSettings::default()
+                },
+                ..RawSettings::default()
+            })?;
             init_logging(LogFormat::Human);
             preview_cmd(
+                &s,
                 &site_file,
                 url,
                 file.zip(base),
@@ -225,9 +240,13 @@ async fn run_service(
     let crawler = crawler(settings, store.clone(), metrics.clone())?;
     let (sites_tx, sites_rx) = watch::channel(Arc::new(sites));
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let listener = tokio::net::TcpListener::bind(settings.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", settings.listen))?;
+    let listener = match tokio::net::TcpListener::bind(settings.listen).await {
+        Ok(l) => l,
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+            bail!("{} is in use; pick another with --listen", settings.listen)
+        }
+        Err(e) => return Err(e).context(format!("cannot listen on {}", settings.listen)),
+    };
     let addr = listener.local_addr()?;
 
     let scheduler = Scheduler::new(crawler, settings.concurrency);
@@ -345,7 +364,7 @@ async fn crawl_cmd(settings: Settings, files: Vec<PathBuf>, ids: Vec<String>) ->
         runs.spawn(async move {
             let _permit = slots.acquire_owned().await;
             let status = schedule::refresh(&site, &crawler, &bar).await;
-            bar.finish(&status);
+            bar.finish();
             (site.id.clone(), status)
         });
     }
@@ -408,11 +427,11 @@ mod progress {
     }
 
     impl Bar {
-        /// Clears the bar, or in a pipe logs the run's line.
-        pub fn finish(&self, status: &crate::store::RunStatus) {
-            match &self.bar {
-                Some(b) => b.finish_and_clear(),
-                None => crate::schedule::log_run(&self.site, status),
+        /// Clears the bar. (In a pipe there is none; the summary `crawl` prints on stdout
+        /// is the run's one report, not repeated in the log.)
+        pub fn finish(&self) {
+            if let Some(b) = &self.bar {
+                b.finish_and_clear();
             }
         }
     }
@@ -439,6 +458,7 @@ mod progress {
 }
 
 async fn preview_cmd(
+    settings: &Settings,
     path: &Path,
     url: Option<Url>,
     saved: Option<(PathBuf, Url)>,
@@ -447,9 +467,9 @@ async fn preview_cmd(
     limit: usize,
 ) -> Result<()> {
     let site = load_site(path)?;
-    let fetcher = Fetcher::new(FetchSettings::default())?;
+    let fetcher = Fetcher::new(settings.fetch.clone())?;
     let manners = Manners {
-        delay: site.delay.unwrap_or(Duration::from_secs(1)),
+        delay: site.delay.unwrap_or(settings.default_delay),
         robots: site.robots,
         policy: crate::url_policy::UrlPolicy::resolved(
             site.start_urls().into_iter().chain(url.clone()),
@@ -474,7 +494,9 @@ async fn preview_cmd(
         let entries = preview_list(&site, &fetcher, &manners, start, &mut notes).await?;
         for entry in entries.iter().take(limit) {
             let Some(url) = &entry.url else { continue };
-            let item = match &site.article {
+            // An upstream entry without a link has a stand-in URL: no page to fetch.
+            let no_link = entry.upstream.as_ref().is_some_and(|u| u.no_link);
+            let item = match site.article.as_ref().filter(|_| !no_link) {
                 Some(rules) => match fetcher.get(url, None, &manners).await {
                     Ok(FetchOutcome::Page { page, .. }) => {
                         extract_article(&page, &site, rules, entry, now)
@@ -605,7 +627,14 @@ pub fn preview_json(item: &Item) -> String {
 fn print_table(site: &Site, items: &[Item]) {
     println!("{} ({}): {} items", site.title, site.id, items.len());
     for (i, item) in items.iter().enumerate() {
-        let body_chars = item.content.as_deref().map_or(0, |c| c.chars().count());
+        let body = item
+            .content
+            .as_deref()
+            .map(|c| {
+                let fragment = scraper::Html::parse_fragment(c);
+                crate::extract::normalize_text(fragment.root_element().text())
+            })
+            .unwrap_or_default();
         println!();
         println!(
             "#{:<3} {}",
@@ -620,7 +649,7 @@ fn print_table(site: &Site, items: &[Item]) {
             "     source  {}",
             item.source.as_deref().unwrap_or("(none)")
         );
-        println!("     body    {body_chars} characters of HTML");
+        println!("     body    {}", excerpt(&body, 100));
         println!("     images  {}", item.images.len());
         for img in &item.images {
             println!("             {img}");
@@ -629,6 +658,19 @@ fn print_table(site: &Site, items: &[Item]) {
         for w in &item.warnings {
             println!("     warning {w}");
         }
+    }
+}
+
+/// The first `n` characters of `text`, and how many there are in all when it is longer.
+fn excerpt(text: &str, n: usize) -> String {
+    let total = text.chars().count();
+    match total {
+        0 => "(none)".into(),
+        t if t <= n => text.to_owned(),
+        t => format!(
+            "{}… ({t} characters)",
+            text.chars().take(n).collect::<String>()
+        ),
     }
 }
 

@@ -28,28 +28,63 @@ pub enum ConfigError {
 }
 
 /// Values as given by flags/environment (clap) or the file; all optional.
+///
+/// The flags are split by who reads them, so no command accepts a flag it ignores:
+/// [`RawFetchSettings`] (`preview` and up), [`RawCrawlSettings`] (adds what `crawl`
+/// reads), and this struct (adds what only the HTTP server of `serve`/`demo` reads).
+/// The settings file is this whole struct, flat: one file serves every command. (Its
+/// unknown keys are found by [`unknown_key`]: serde cannot deny them through `flatten`.)
 #[derive(Debug, Default, Clone, Deserialize, clap::Args)]
-#[serde(deny_unknown_fields)]
 pub struct RawSettings {
     /// Address to serve HTTP on [default: 127.0.0.1:8080]
     #[arg(long, env = "FEEDBRIDGE_LISTEN", value_name = "ADDR")]
     pub listen: Option<String>,
+    /// Public base URL of this service, for feed self links and OPML (e.g.
+    /// https://feeds.example.org/) [default: taken from each request's Host]
+    #[arg(long, env = "FEEDBRIDGE_BASE_URL", value_name = "URL")]
+    pub base_url: Option<String>,
+    /// Concurrent HTTP requests served before answering 503 [default: 512]
+    #[arg(long, env = "FEEDBRIDGE_MAX_CONNECTIONS", value_name = "N")]
+    pub max_connections: Option<usize>,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub crawl: RawCrawlSettings,
+}
+
+/// The settings a crawl reads (`crawl`, and `serve` with them).
+#[derive(Debug, Default, Clone, Deserialize, clap::Args)]
+pub struct RawCrawlSettings {
     /// Directory of the sled store; created when missing [default: ./data]
     #[arg(long, env = "FEEDBRIDGE_DATA", value_name = "DIR")]
     pub data: Option<PathBuf>,
     /// Directory of selector files, one `<site-id>.toml` each [default: ./selectors]
     #[arg(long, env = "FEEDBRIDGE_SELECTORS", value_name = "DIR")]
     pub selectors: Option<PathBuf>,
-    /// Public base URL of this service, for feed self links and OPML (e.g.
-    /// https://feeds.example.org/) [default: taken from each request's Host]
-    #[arg(long, env = "FEEDBRIDGE_BASE_URL", value_name = "URL")]
-    pub base_url: Option<String>,
-    /// User-Agent sent to sites (its first word is the robots.txt name) [default: feedbridge/VERSION (+URL)]
-    #[arg(long, env = "FEEDBRIDGE_USER_AGENT", value_name = "UA")]
-    pub user_agent: Option<String>,
     /// Sites crawled at the same time [default: 4]
     #[arg(long, env = "FEEDBRIDGE_CONCURRENCY", value_name = "N")]
     pub concurrency: Option<usize>,
+    /// Log format: human or json [default: human]
+    #[arg(long, env = "FEEDBRIDGE_LOG_FORMAT", value_name = "FORMAT")]
+    pub log_format: Option<String>,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub fetch: RawFetchSettings,
+}
+
+/// How pages are fetched (every command that fetches: `preview`, `crawl`, `serve`).
+#[derive(Debug, Default, Clone, Deserialize, clap::Args)]
+pub struct RawFetchSettings {
+    #[arg(
+        long,
+        env = "FEEDBRIDGE_USER_AGENT",
+        value_name = "UA",
+        help = concat!(
+            "User-Agent sent to sites (its first word is the robots.txt name) [default: feedbridge/",
+            env!("CARGO_PKG_VERSION"),
+            " (Atom feed generator)]"
+        )
+    )]
+    pub user_agent: Option<String>,
     /// Spacing between requests to one host, for sites without `delay` [default: 1s]
     #[arg(long, env = "FEEDBRIDGE_DELAY", value_name = "DURATION")]
     pub delay: Option<String>,
@@ -65,12 +100,6 @@ pub struct RawSettings {
     /// First retry backoff, doubled each time [default: 2s]
     #[arg(long, env = "FEEDBRIDGE_RETRY_BASE", value_name = "DURATION")]
     pub retry_base: Option<String>,
-    /// Log format: human or json [default: human]
-    #[arg(long, env = "FEEDBRIDGE_LOG_FORMAT", value_name = "FORMAT")]
-    pub log_format: Option<String>,
-    /// Concurrent HTTP requests served before answering 503 [default: 512]
-    #[arg(long, env = "FEEDBRIDGE_MAX_CONNECTIONS", value_name = "N")]
-    pub max_connections: Option<usize>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,18 +127,34 @@ impl RawSettings {
     fn or(self, other: RawSettings) -> RawSettings {
         RawSettings {
             listen: self.listen.or(other.listen),
+            base_url: self.base_url.or(other.base_url),
+            max_connections: self.max_connections.or(other.max_connections),
+            crawl: self.crawl.or(other.crawl),
+        }
+    }
+}
+
+impl RawCrawlSettings {
+    fn or(self, other: RawCrawlSettings) -> RawCrawlSettings {
+        RawCrawlSettings {
             data: self.data.or(other.data),
             selectors: self.selectors.or(other.selectors),
-            base_url: self.base_url.or(other.base_url),
-            user_agent: self.user_agent.or(other.user_agent),
             concurrency: self.concurrency.or(other.concurrency),
+            log_format: self.log_format.or(other.log_format),
+            fetch: self.fetch.or(other.fetch),
+        }
+    }
+}
+
+impl RawFetchSettings {
+    fn or(self, other: RawFetchSettings) -> RawFetchSettings {
+        RawFetchSettings {
+            user_agent: self.user_agent.or(other.user_agent),
             delay: self.delay.or(other.delay),
             timeout: self.timeout.or(other.timeout),
             max_body: self.max_body.or(other.max_body),
             retries: self.retries.or(other.retries),
             retry_base: self.retry_base.or(other.retry_base),
-            log_format: self.log_format.or(other.log_format),
-            max_connections: self.max_connections.or(other.max_connections),
         }
     }
 }
@@ -128,6 +173,12 @@ pub fn load(flags: RawSettings, config: Option<&Path>) -> Result<Settings, Confi
                 path: path.display().to_string(),
                 message: e.to_string(),
             })?;
+            if let Some((key, line)) = unknown_key(&text) {
+                return Err(ConfigError::File {
+                    path: format!("{}:{line}:1", path.display()),
+                    message: format!("unknown setting `{key}`; `feedbridge serve --help` lists them (as --flags, `-` for `_`)"),
+                });
+            }
             toml::from_str::<RawSettings>(&text).map_err(|e| {
                 let (line, col) = e.span().map_or((1, 1), |s| line_col(&text, s.start));
                 ConfigError::File {
@@ -139,6 +190,28 @@ pub fn load(flags: RawSettings, config: Option<&Path>) -> Result<Settings, Confi
         None => RawSettings::default(),
     };
     resolve(flags.or(from_file))
+}
+
+/// The first top-level key of a settings file that is no setting, with its line. Every
+/// setting is a flag of `serve`, so clap's argument ids are the list of known keys.
+fn unknown_key(text: &str) -> Option<(String, usize)> {
+    let table: toml::Table = toml::from_str(text).ok()?;
+    let command = <RawSettings as clap::Args>::augment_args(clap::Command::new("feedbridge"));
+    let known: Vec<&str> = command
+        .get_arguments()
+        .map(|a| a.get_id().as_str())
+        .collect();
+    let key = table.keys().find(|k| !known.contains(&k.as_str()))?;
+    let line = text
+        .lines()
+        .position(|l| {
+            let l = l.trim_start();
+            l.strip_prefix(key.as_str())
+                .or_else(|| l.strip_prefix(&format!("\"{key}\"")))
+                .is_some_and(|rest| rest.trim_start().starts_with('='))
+        })
+        .map_or(1, |i| i + 1);
+    Some((key.clone(), line))
 }
 
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
@@ -190,7 +263,7 @@ pub fn resolve(raw: RawSettings) -> Result<Settings, ConfigError> {
             Some(url)
         }
     };
-    let concurrency = raw.concurrency.unwrap_or(4);
+    let concurrency = raw.crawl.concurrency.unwrap_or(4);
     if !(1..=256).contains(&concurrency) {
         return Err(ConfigError::Invalid {
             key: "concurrency",
@@ -198,7 +271,7 @@ pub fn resolve(raw: RawSettings) -> Result<Settings, ConfigError> {
             message: "must be 1-256".into(),
         });
     }
-    let log_format = match raw.log_format.as_deref().unwrap_or("human") {
+    let log_format = match raw.crawl.log_format.as_deref().unwrap_or("human") {
         "human" => LogFormat::Human,
         "json" => LogFormat::Json,
         other => {
@@ -210,7 +283,7 @@ pub fn resolve(raw: RawSettings) -> Result<Settings, ConfigError> {
         }
     };
     let defaults = FetchSettings::default();
-    let user_agent = raw.user_agent.unwrap_or(defaults.user_agent);
+    let user_agent = raw.crawl.fetch.user_agent.unwrap_or(defaults.user_agent);
     if user_agent.trim().is_empty() || reqwest::header::HeaderValue::from_str(&user_agent).is_err()
     {
         return Err(ConfigError::Invalid {
@@ -219,7 +292,7 @@ pub fn resolve(raw: RawSettings) -> Result<Settings, ConfigError> {
             message: "must be a non-empty header value".into(),
         });
     }
-    let timeout = duration("timeout", raw.timeout, defaults.timeout)?;
+    let timeout = duration("timeout", raw.crawl.fetch.timeout, defaults.timeout)?;
     if timeout.is_zero() {
         return Err(ConfigError::Invalid {
             key: "timeout",
@@ -237,17 +310,24 @@ pub fn resolve(raw: RawSettings) -> Result<Settings, ConfigError> {
     }
     Ok(Settings {
         listen,
-        data_dir: raw.data.unwrap_or_else(|| PathBuf::from("data")),
-        selectors_dir: raw.selectors.unwrap_or_else(|| PathBuf::from("selectors")),
+        data_dir: raw.crawl.data.unwrap_or_else(|| PathBuf::from("data")),
+        selectors_dir: raw
+            .crawl
+            .selectors
+            .unwrap_or_else(|| PathBuf::from("selectors")),
         base_url,
         concurrency,
-        default_delay: duration("delay", raw.delay, Duration::from_secs(1))?,
+        default_delay: duration("delay", raw.crawl.fetch.delay, Duration::from_secs(1))?,
         fetch: FetchSettings {
             user_agent,
             timeout,
-            max_body_bytes: raw.max_body.unwrap_or(defaults.max_body_bytes),
-            retries: raw.retries.unwrap_or(defaults.retries),
-            retry_base: duration("retry_base", raw.retry_base, defaults.retry_base)?,
+            max_body_bytes: raw.crawl.fetch.max_body.unwrap_or(defaults.max_body_bytes),
+            retries: raw.crawl.fetch.retries.unwrap_or(defaults.retries),
+            retry_base: duration(
+                "retry_base",
+                raw.crawl.fetch.retry_base,
+                defaults.retry_base,
+            )?,
             ..defaults
         },
         log_format,
@@ -274,6 +354,25 @@ mod tests {
     }
 
     #[test]
+    fn the_file_is_flat_and_still_refuses_unknown_keys() {
+        let file: RawSettings = toml::from_str(
+            "listen = \"0.0.0.0:1\"\nconcurrency = 7\nuser_agent = \"me/1\"\nmax_body = 5\n",
+        )
+        .unwrap();
+        assert_eq!(file.crawl.concurrency, Some(7));
+        assert_eq!(file.crawl.fetch.user_agent.as_deref(), Some("me/1"));
+        assert_eq!(file.crawl.fetch.max_body, Some(5));
+        assert_eq!(
+            unknown_key("listen = \"x\"\n\nconcurency = 7\n"),
+            Some(("concurency".into(), 3))
+        );
+        assert_eq!(
+            unknown_key("max_connections = 1\nretry_base = \"1s\"\n"),
+            None
+        );
+    }
+
+    #[test]
     fn bad_values_are_named() {
         let e = resolve(RawSettings {
             listen: Some("localhost".into()),
@@ -282,7 +381,10 @@ mod tests {
         .unwrap_err();
         assert!(e.to_string().contains("`listen`"), "{e}");
         let e = resolve(RawSettings {
-            log_format: Some("xml".into()),
+            crawl: RawCrawlSettings {
+                log_format: Some("xml".into()),
+                ..Default::default()
+            },
             ..Default::default()
         })
         .unwrap_err();

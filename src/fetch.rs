@@ -135,8 +135,10 @@ enum RobotsRules {
     /// No robots.txt (4xx) or an unparsable one: everything is allowed.
     AllowAll,
     Parsed(texting_robots::Robot),
-    /// 5xx or no answer: RFC 9309 section 2.3.1.4 says assume complete disallow.
+    /// 5xx: RFC 9309 section 2.3.1.4 says assume complete disallow.
     Unreachable(String),
+    /// No answer at all (connect error, timeout): the host is down, not its robots.txt.
+    HostDown(String),
 }
 
 /// The shared fetcher: one connection pool per set of reachable address classes (almost
@@ -433,6 +435,10 @@ impl Fetcher {
                 url: url.to_string(),
                 detail: detail.clone(),
             }),
+            RobotsRules::HostDown(detail) => Err(FetchError::Network {
+                url: url.to_string(),
+                detail: format!("the host is unreachable ({detail})"),
+            }),
         }
     }
 
@@ -481,6 +487,23 @@ impl Fetcher {
                 rules: RobotsRules::AllowAll,
             },
             Err((e @ FetchError::Refused { .. }, _)) => return Err(e),
+            // The page's error says it, once: no log line of our own here.
+            Err((FetchError::Network { detail, .. }, _)) => Robots {
+                expires: Instant::now() + Duration::from_secs(600),
+                // The cause without "error sending request for url (…/robots.txt)": the
+                // error is reported for the page, and robots.txt is not what failed.
+                rules: RobotsRules::HostDown(
+                    detail
+                        .split_once("): ")
+                        .filter(|(head, _)| head.starts_with("error sending request"))
+                        .map_or(detail.as_str(), |(_, cause)| cause)
+                        .to_owned(),
+                ),
+            },
+            Err((FetchError::Timeout { secs, .. }, _)) => Robots {
+                expires: Instant::now() + Duration::from_secs(600),
+                rules: RobotsRules::HostDown(format!("no answer within {secs}s")),
+            },
             Err((e, _)) => {
                 tracing::warn!(%robots_url, error = %e, "robots.txt unreachable; not crawling this host for now");
                 Robots {

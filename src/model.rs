@@ -38,6 +38,9 @@ pub struct UpstreamEntry {
     pub content: Option<String>,
     pub images: Vec<String>,
     pub categories: Vec<String>,
+    /// The upstream entry had no usable link: its `ListEntry::url` is a stand-in (the
+    /// site's home or the feed, with a fragment naming the entry), never fetched.
+    pub no_link: bool,
 }
 
 /// One extracted article, exactly as it enters the store and the feed.

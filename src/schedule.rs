@@ -16,7 +16,7 @@ use url::Url;
 
 use crate::extract::{extract_article, extract_list, item_from_entry};
 use crate::fetch::{FetchError, FetchOutcome, Fetcher, Manners};
-use crate::model::{ListEntry, Validators};
+use crate::model::{Item, ListEntry, Validators};
 use crate::site::{Site, SiteSet, Source};
 use crate::store::{Outcome, RunStatus, Store, Upsert};
 use crate::upstream;
@@ -53,13 +53,38 @@ pub async fn refresh(site: &Site, crawler: &Crawler, progress: &dyn Progress) ->
         policy: UrlPolicy::resolved(site.start_urls()).await,
     };
 
+    // Rules that differ from the last completed run's (a fixed selector) must see every
+    // page again: their validators are gone and the items still in the feed window are
+    // re-read once, so the fix shows as updates of the same entries.
+    let rules_changed = store.rules_fingerprint(&site.id).ok().flatten() != Some(site.fingerprint);
+    if rules_changed {
+        if let Err(e) = store.clear_validators(&site.id) {
+            run.fail("store", e.to_string());
+        }
+    }
+    let window = if rules_changed && !site.revisit {
+        feed_window(store, site)
+    } else {
+        Ok(Vec::new())
+    };
+    let window = window.unwrap_or_else(|e| {
+        run.fail("store", e.to_string());
+        Vec::new()
+    });
+    let window_urls: HashSet<String> = window
+        .iter()
+        .filter_map(|e| e.url.as_ref().map(Url::to_string))
+        .collect();
     // A revisiting site must see edits of known articles, which a 304 on an unchanged
     // list page would hide: it reads its lists unconditionally.
     let known = |url: &Url| {
         if site.revisit {
             None
         } else {
-            store.validators(url.as_str()).ok().flatten()
+            store
+                .validators(&site.id, &site.fingerprint, url.as_str())
+                .ok()
+                .flatten()
         }
     };
     let lists = read_lists(
@@ -80,9 +105,26 @@ pub async fn refresh(site: &Site, crawler: &Crawler, progress: &dyn Progress) ->
     if let Some((class, message)) = lists.error {
         run.fail(&class, message);
     }
-    let (entries, list_validators) = (lists.entries, lists.validators);
+    let (mut entries, list_validators) = (lists.entries, lists.validators);
+    // Window items the lists no longer show are re-read with their stored values as the
+    // fallbacks. (A stand-in URL, of an upstream entry without a link, has a fragment and
+    // no page to read.)
+    if site.article.is_some() {
+        let listed: HashSet<String> = entries
+            .iter()
+            .filter_map(|e| e.url.as_ref().map(Url::to_string))
+            .collect();
+        entries.extend(window.into_iter().filter(|e| {
+            e.url
+                .as_ref()
+                .is_some_and(|u| u.fragment().is_none() && !listed.contains(u.as_str()))
+        }));
+    }
     progress.planned(entries.len());
     let mut fresh = 0;
+    // Undated items wait until the run knows its oldest dated item, to sort just below it.
+    let mut undated = Vec::new();
+    let mut oldest_dated: Option<DateTime<Utc>> = None;
     for entry in &entries {
         let Some(url) = &entry.url else { continue };
         run.status.items_seen += 1;
@@ -91,8 +133,13 @@ pub async fn refresh(site: &Site, crawler: &Crawler, progress: &dyn Progress) ->
             .iter()
             .filter_map(|u| u.guid.clone())
             .collect();
+        if let Some(d) = entry.date {
+            let at = d.at.with_timezone(&Utc);
+            oldest_dated = Some(oldest_dated.map_or(at, |o| o.min(at)));
+        }
+        let revisit = site.revisit || window_urls.contains(url.as_str());
         match store.is_known(&site.id, url.as_str(), &aliases) {
-            Ok(true) if !site.revisit => {
+            Ok(true) if !revisit => {
                 run.status.unchanged += 1;
                 progress.article_done();
                 continue;
@@ -103,7 +150,8 @@ pub async fn refresh(site: &Site, crawler: &Crawler, progress: &dyn Progress) ->
             }
             _ => {}
         }
-        let item = match &site.article {
+        let no_link = entry.upstream.as_ref().is_some_and(|u| u.no_link);
+        let item = match site.article.as_ref().filter(|_| !no_link) {
             Some(rules) => match crawler.fetcher.get(url, None, &manners).await {
                 Ok(FetchOutcome::Page { page, .. }) => {
                     run.status.pages_fetched += 1;
@@ -130,15 +178,24 @@ pub async fn refresh(site: &Site, crawler: &Crawler, progress: &dyn Progress) ->
         for w in item.warnings.iter().take(3) {
             run.warn(format!("{}: {w}", item.url));
         }
-        match store.upsert(&site.id, &item, Utc::now()) {
-            Ok(Upsert::New) => {
-                run.status.new += 1;
-                fresh += 1;
+        match item.published {
+            Some(p) => {
+                let at = p.with_timezone(&Utc);
+                oldest_dated = Some(oldest_dated.map_or(at, |o| o.min(at)));
             }
-            Ok(Upsert::Updated) => run.status.updated += 1,
-            Ok(Upsert::Unchanged) => run.status.unchanged += 1,
-            Err(e) => run.fail("store", e.to_string()),
+            None => {
+                undated.push(item);
+                continue;
+            }
         }
+        run.store(store, &site.id, &item, None, &mut fresh);
+        progress.article_done();
+    }
+    // Below the oldest dated item of this run, in list order; with no dated item at all,
+    // at the time they were first seen.
+    for (i, item) in undated.iter().enumerate() {
+        let at = oldest_dated.map(|o| o - chrono::Duration::milliseconds(i as i64 + 1));
+        run.store(store, &site.id, item, at, &mut fresh);
         progress.article_done();
     }
     if let Err(e) = store.prune(&site.id, site.keep_items) {
@@ -152,7 +209,13 @@ pub async fn refresh(site: &Site, crawler: &Crawler, progress: &dyn Progress) ->
     }
     if run.status.articles_failed == 0 && run.fatal.is_none() {
         for (url, v) in &list_validators {
-            if let Err(e) = store.set_validators(url.as_str(), v) {
+            if let Err(e) = store.set_validators(&site.id, &site.fingerprint, url.as_str(), v) {
+                run.fail("store", e.to_string());
+            }
+        }
+        // Only now has every item in the window been read with these rules.
+        if rules_changed {
+            if let Err(e) = store.set_rules_fingerprint(&site.id, &site.fingerprint) {
                 run.fail("store", e.to_string());
             }
         }
@@ -166,6 +229,29 @@ pub async fn refresh(site: &Site, crawler: &Crawler, progress: &dyn Progress) ->
         tracing::error!(site = %site.id, error = %e, "cannot flush the store");
     }
     status
+}
+
+/// The items in a site's feed window (its newest `max_items`), newest first, as list
+/// entries carrying their stored values as fallbacks.
+fn feed_window(store: &Store, site: &Site) -> Result<Vec<ListEntry>, crate::store::StoreError> {
+    Ok(store
+        .recent(&site.id, site.max_items)?
+        .into_iter()
+        .filter_map(|s| {
+            let url = Url::parse(&s.item.url).ok()?;
+            let entry = ListEntry {
+                url: Some(url),
+                title: s.item.title.clone(),
+                date: s.item.published.map(|at| crate::model::PageDate {
+                    at,
+                    date_only: s.item.date_only,
+                }),
+                upstream: None,
+                warnings: Vec::new(),
+            };
+            Some(entry)
+        })
+        .collect())
 }
 
 /// What reading a site's list pages (or its upstream feed) gave.
@@ -245,11 +331,21 @@ pub async fn read_lists(
                 }
                 Source::Feed { .. } => match upstream::entries(&page, site, Utc::now()) {
                     Ok(entries) => {
-                        // Entries without a usable link are dropped below; say why.
-                        let unlinked = entries.iter().filter(|e| e.url.is_none());
-                        lists
-                            .warnings
-                            .extend(unlinked.flat_map(|e| e.warnings.iter().cloned()).take(5));
+                        // Entries whose link was refused say why (they are kept, like
+                        // link-less ones, under a stand-in URL that is never fetched).
+                        lists.warnings.extend(
+                            entries
+                                .iter()
+                                .flat_map(|e| e.warnings.iter().cloned())
+                                .take(5),
+                        );
+                        let linkless = upstream::count_without_link(&entries);
+                        if linkless > 0 {
+                            lists.warnings.push(format!(
+                                "{url}: {linkless} upstream entries have no link; kept, linking to {}",
+                                site.home.as_ref().unwrap_or(&url)
+                            ));
+                        }
                         if entries.is_empty() {
                             lists.matched_nothing =
                                 Some(format!("{url}: the upstream feed has no entries"));
@@ -315,6 +411,26 @@ impl Run {
             fatal: None,
             matched_nothing: None,
             last_article_error: None,
+        }
+    }
+
+    /// Upserts one item and counts what happened.
+    fn store(
+        &mut self,
+        store: &Store,
+        site: &str,
+        item: &Item,
+        undated_at: Option<DateTime<Utc>>,
+        fresh: &mut u32,
+    ) {
+        match store.upsert_placed(site, item, Utc::now(), undated_at) {
+            Ok(Upsert::New) => {
+                self.status.new += 1;
+                *fresh += 1;
+            }
+            Ok(Upsert::Updated) => self.status.updated += 1,
+            Ok(Upsert::Unchanged) => self.status.unchanged += 1,
+            Err(e) => self.fail("store", e.to_string()),
         }
     }
 

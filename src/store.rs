@@ -6,9 +6,12 @@
 //! - `by_date`:    `site\0<inverted sort time, 8 bytes BE>key` -> empty, so "newest N"
 //!   is a prefix scan of N keys, never a scan of the site
 //! - `aliases`:    `site\0<alias>` -> key (an upstream guid, so a changed link is no new item)
-//! - `validators`: URL -> JSON [`Validators`] for conditional GETs
+//! - `site_validators`: `site\0URL` -> JSON [`RuleValidators`] for conditional GETs: a
+//!   validator belongs to the site that read the page and to the rules it read it with, so
+//!   a 304 never hides a page from other rules (a fixed selector) or another site
+//! - `rules`:      site -> the 32-byte fingerprint of the rules of its last completed run
 //! - `runs`:       site -> JSON [`RunStatus`]
-//! - default tree: `schema_version` -> u32 BE, checked at open.
+//! - default tree: `schema_version` -> u32 BE, checked at open; older stores are migrated.
 //!
 //! An item and its index entries change in one sled transaction; a run flushes before it
 //! reports, so an item reported stored survives `kill -9`, and the key makes duplicates
@@ -25,7 +28,9 @@ use sled::Transactional;
 
 use crate::model::{Item, ItemKey, Validators};
 
-const SCHEMA_VERSION: u32 = 1;
+/// 2: validators per (site, rules) instead of per URL; the version-1 `validators` tree is
+/// dropped on open (it only costs one unconditional read per list page).
+const SCHEMA_VERSION: u32 = 2;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -105,6 +110,15 @@ impl StoredItem {
     }
 }
 
+/// A page's validators with the fingerprint of the rules that read the page.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RuleValidators {
+    /// Hex blake3 of the selector file that was in force.
+    pub rules: String,
+    #[serde(flatten)]
+    pub validators: Validators,
+}
+
 /// What an upsert did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Upsert {
@@ -160,6 +174,7 @@ pub struct Store {
     by_date: sled::Tree,
     aliases: sled::Tree,
     validators: sled::Tree,
+    rules: sled::Tree,
     runs: sled::Tree,
     /// Bumped on every change of a site's items; the feed cache keys on it.
     generations: Mutex<HashMap<String, u64>>,
@@ -221,6 +236,14 @@ impl Store {
                 if found > SCHEMA_VERSION {
                     return Err(StoreError::NewerSchema { path, found });
                 }
+                if found < 2 {
+                    // Per-URL validators were shared by sites and rules; dropping them
+                    // costs each list page one unconditional GET.
+                    db.drop_tree("validators")?;
+                }
+                if found < SCHEMA_VERSION {
+                    db.insert("schema_version", &SCHEMA_VERSION.to_be_bytes())?;
+                }
             }
             None => {
                 db.insert("schema_version", &SCHEMA_VERSION.to_be_bytes())?;
@@ -230,7 +253,8 @@ impl Store {
             items: db.open_tree("items")?,
             by_date: db.open_tree("by_date")?,
             aliases: db.open_tree("aliases")?,
-            validators: db.open_tree("validators")?,
+            validators: db.open_tree("site_validators")?,
+            rules: db.open_tree("rules")?,
             runs: db.open_tree("runs")?,
             db,
             generations: Mutex::default(),
@@ -260,6 +284,20 @@ impl Store {
         item: &Item,
         now: DateTime<Utc>,
     ) -> Result<Upsert, StoreError> {
+        self.upsert_placed(site, item, now, None)
+    }
+
+    /// [`Store::upsert`], where a new item without a date sorts (and counts as updated) at
+    /// `undated_at` instead of `now`: a run puts its undated items just below the oldest
+    /// dated item it read, so a page without a date does not lead a feed of old news.
+    pub fn upsert_placed(
+        &self,
+        site: &str,
+        item: &Item,
+        now: DateTime<Utc>,
+        undated_at: Option<DateTime<Utc>>,
+    ) -> Result<Upsert, StoreError> {
+        let undated_at = undated_at.map_or(now, |at| at.min(now));
         let hash = blake3_hex(item.content_hash());
         // An alias hit means the upstream link changed: keep the old identity.
         let mut key = item.key();
@@ -284,9 +322,8 @@ impl Store {
                     Some(old) if old.hash == hash => return Ok(Upsert::Unchanged),
                     Some(old) => {
                         by_date.remove(date_key(site, old.sort_ms, &key))?;
-                        let sort_ms = item
-                            .published
-                            .map_or(old.first_seen.timestamp_millis(), |p| p.timestamp_millis());
+                        // Undated, it keeps its place: an edit is no reason to jump the feed.
+                        let sort_ms = item.published.map_or(old.sort_ms, |p| p.timestamp_millis());
                         let mut merged = item.clone();
                         merged.url = old.item.url.clone();
                         for a in &old.item.aliases {
@@ -308,10 +345,10 @@ impl Store {
                     None => {
                         let sort_ms = item
                             .published
-                            .map_or(now.timestamp_millis(), |p| p.timestamp_millis());
+                            .map_or(undated_at.timestamp_millis(), |p| p.timestamp_millis());
                         let updated = item
                             .published
-                            .map_or(now, |p| p.with_timezone(&Utc).min(now));
+                            .map_or(undated_at, |p| p.with_timezone(&Utc).min(now));
                         (
                             StoredItem {
                                 item: item.clone(),
@@ -389,20 +426,64 @@ impl Store {
         Ok(old.len())
     }
 
-    pub fn validators(&self, url: &str) -> Result<Option<Validators>, StoreError> {
-        Ok(self
-            .validators
-            .get(url)?
-            .map(|v| serde_json::from_slice(&v))
-            .transpose()?)
+    /// The validators `site` stored for `url` while its rules had `fingerprint`; none
+    /// when they were stored under other rules (a changed selector must see the page).
+    pub fn validators(
+        &self,
+        site: &str,
+        fingerprint: &[u8; 32],
+        url: &str,
+    ) -> Result<Option<Validators>, StoreError> {
+        let Some(bytes) = self.validators.get(alias_key(site, url))? else {
+            return Ok(None);
+        };
+        let stored: RuleValidators = serde_json::from_slice(&bytes)?;
+        Ok((stored.rules == blake3_hex(*fingerprint)).then_some(stored.validators))
     }
 
-    pub fn set_validators(&self, url: &str, v: &Validators) -> Result<(), StoreError> {
+    pub fn set_validators(
+        &self,
+        site: &str,
+        fingerprint: &[u8; 32],
+        url: &str,
+        v: &Validators,
+    ) -> Result<(), StoreError> {
+        let key = alias_key(site, url);
         if v.is_empty() {
-            self.validators.remove(url)?;
+            self.validators.remove(key)?;
         } else {
-            self.validators.insert(url, serde_json::to_vec(v)?)?;
+            let stored = RuleValidators {
+                rules: blake3_hex(*fingerprint),
+                validators: v.clone(),
+            };
+            self.validators.insert(key, serde_json::to_vec(&stored)?)?;
         }
+        Ok(())
+    }
+
+    /// Forgets every validator of a site (its rules changed).
+    pub fn clear_validators(&self, site: &str) -> Result<(), StoreError> {
+        for key in self.validators.scan_prefix(prefix(site)).keys() {
+            self.validators.remove(key?)?;
+        }
+        Ok(())
+    }
+
+    /// The fingerprint of the rules the site's last completed run used.
+    pub fn rules_fingerprint(&self, site: &str) -> Result<Option<[u8; 32]>, StoreError> {
+        Ok(self
+            .rules
+            .get(site)?
+            .and_then(|v| <[u8; 32]>::try_from(v.as_ref()).ok()))
+    }
+
+    /// Records that a run with these rules completed (every item it read is stored).
+    pub fn set_rules_fingerprint(
+        &self,
+        site: &str,
+        fingerprint: &[u8; 32],
+    ) -> Result<(), StoreError> {
+        self.rules.insert(site, fingerprint.as_slice())?;
         Ok(())
     }
 
@@ -476,7 +557,7 @@ mod tests {
     fn open_errors_name_the_path_in_one_sentence() {
         use std::error::Error as _;
         let dir = tempdir();
-        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::create_dir_all(&*dir).unwrap();
         let file = dir.join("data");
         std::fs::write(&file, "x").unwrap();
         let e = Store::open(&file).err().expect("a file is no store");
@@ -591,14 +672,125 @@ mod tests {
         ));
     }
 
-    fn tempdir() -> std::path::PathBuf {
+    #[test]
+    fn validators_belong_to_a_site_and_its_rules() {
+        let dir = tempdir();
+        let store = Store::open(&dir).unwrap();
+        let v = Validators {
+            etag: Some("\"e1\"".into()),
+            last_modified: None,
+        };
+        let (old_rules, new_rules) = ([1u8; 32], [2u8; 32]);
+        store
+            .set_validators("a", &old_rules, "http://x/list", &v)
+            .unwrap();
+        assert_eq!(
+            store.validators("a", &old_rules, "http://x/list").unwrap(),
+            Some(v.clone())
+        );
+        // Another site on the same list URL has none of them, nor do changed rules.
+        assert_eq!(
+            store.validators("b", &old_rules, "http://x/list").unwrap(),
+            None
+        );
+        assert_eq!(
+            store.validators("a", &new_rules, "http://x/list").unwrap(),
+            None
+        );
+        store.clear_validators("a").unwrap();
+        assert_eq!(
+            store.validators("a", &old_rules, "http://x/list").unwrap(),
+            None
+        );
+        assert_eq!(store.rules_fingerprint("a").unwrap(), None);
+        store.set_rules_fingerprint("a", &new_rules).unwrap();
+        assert_eq!(store.rules_fingerprint("a").unwrap(), Some(new_rules));
+    }
+
+    #[test]
+    fn a_version_1_store_is_migrated_and_loses_only_its_validators() {
+        let dir = tempdir();
+        {
+            let db = sled::open(&dir.0).unwrap();
+            db.insert("schema_version", &1u32.to_be_bytes()).unwrap();
+            db.open_tree("validators")
+                .unwrap()
+                .insert("http://x/list", &b"{}"[..])
+                .unwrap();
+            db.flush().unwrap();
+        }
+        let store = Store::open(&dir).unwrap();
+        store
+            .upsert("s", &item("http://a/1", "一", 1), now())
+            .unwrap();
+        assert!(!store.db.tree_names().iter().any(|n| n == b"validators"));
+        assert_eq!(
+            store.db.get("schema_version").unwrap().unwrap().as_ref(),
+            &SCHEMA_VERSION.to_be_bytes()
+        );
+    }
+
+    #[test]
+    fn an_undated_item_sorts_where_the_run_puts_it_and_keeps_that_place() {
+        let dir = tempdir();
+        let store = Store::open(&dir).unwrap();
+        store
+            .upsert("s", &item("http://a/1", "一", 1), now())
+            .unwrap();
+        store
+            .upsert("s", &item("http://a/3", "三", 3), now())
+            .unwrap();
+        let mut undated = item("http://a/x", "无日期", 1);
+        undated.published = None;
+        let below = item("http://a/1", "", 1)
+            .published
+            .unwrap()
+            .with_timezone(&Utc)
+            - chrono::Duration::milliseconds(1);
+        store
+            .upsert_placed("s", &undated, now(), Some(below))
+            .unwrap();
+        let order = |store: &Store| -> Vec<String> {
+            store
+                .recent("s", 10)
+                .unwrap()
+                .into_iter()
+                .map(|s| s.item.url)
+                .collect()
+        };
+        assert_eq!(order(&store), ["http://a/3", "http://a/1", "http://a/x"]);
+        assert_eq!(store.recent("s", 10).unwrap()[2].updated, below);
+        undated.title = Some("无日期（更新）".into());
+        let later = now() + chrono::Duration::hours(1);
+        assert_eq!(store.upsert("s", &undated, later).unwrap(), Upsert::Updated);
+        assert_eq!(order(&store), ["http://a/3", "http://a/1", "http://a/x"]);
+    }
+
+    /// A store directory under the temp dir, removed when dropped (after the store that
+    /// uses it, which is declared later and so dropped first).
+    struct TempDir(std::path::PathBuf);
+
+    impl std::ops::Deref for TempDir {
+        type Target = std::path::Path;
+        fn deref(&self) -> &std::path::Path {
+            &self.0
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn tempdir() -> TempDir {
         let dir = std::env::temp_dir().join(format!(
             "feedbridge-store-{}-{}",
             std::process::id(),
             rand_suffix()
         ));
         let _ = std::fs::remove_dir_all(&dir);
-        dir
+        TempDir(dir)
     }
 
     fn rand_suffix() -> u64 {

@@ -5,7 +5,9 @@
 //! fallback for every field the article page does not give. Dates without a zone are read
 //! in the site's zone by our own parser (feed-rs would guess UTC); links resolve against
 //! the feed's URL and must be http(s) (a feed is content, see [`crate::url_policy`]);
-//! HTML is sanitized like any scraped body.
+//! HTML is sanitized like any scraped body. An entry without a usable link (an RSS 0.9x
+//! description-only item, or a refused one) is kept, under a stand-in URL (the site's
+//! home with a fragment naming the entry) that is never fetched.
 
 use chrono::{DateTime, Utc};
 use url::Url;
@@ -70,9 +72,6 @@ pub fn entries(
                 .and_then(|g| Url::parse(g).ok())
                 .filter(|u| matches!(u.scheme(), "http" | "https"))
         });
-        if link.is_none() {
-            warnings.push("upstream entry has no usable link".to_owned());
-        }
         let html = |s: &str| {
             let clean = sanitize_fragment(s, &page.url);
             (!clean.html.is_empty()).then_some(clean)
@@ -100,12 +99,24 @@ pub fn entries(
             images.extend(c.images.iter().cloned());
         }
         let at = e.published.or(e.updated);
+        let title = e
+            .title
+            .map(|t| crate::extract::normalize_text(std::iter::once(t.content.as_str())))
+            .filter(|t| !t.is_empty());
+        let no_link = link.is_none();
+        let url = match link {
+            Some(link) => canonical_url(&link),
+            None => {
+                let body = content
+                    .as_ref()
+                    .or(summary.as_ref())
+                    .map(|c| c.html.as_str());
+                stand_in_url(site, &page.url, guid.as_deref(), title.as_deref(), body)
+            }
+        };
         out.push(ListEntry {
-            url: link.map(|u| canonical_url(&u)),
-            title: e
-                .title
-                .map(|t| crate::extract::normalize_text(std::iter::once(t.content.as_str())))
-                .filter(|t| !t.is_empty()),
+            url: Some(url),
+            title,
             date: at.map(|at| PageDate {
                 at: at.with_timezone(&tz).fixed_offset(),
                 date_only: false,
@@ -124,9 +135,51 @@ pub fn entries(
                     .into_iter()
                     .map(|c| c.label.unwrap_or(c.term))
                     .collect(),
+                no_link,
             }),
-            warnings,
+            warnings: Vec::new(),
         });
     }
     Ok(out)
+}
+
+/// How many entries had no usable link (kept with a stand-in URL); for the run status.
+pub fn count_without_link(entries: &[ListEntry]) -> usize {
+    entries
+        .iter()
+        .filter(|e| e.upstream.as_ref().is_some_and(|u| u.no_link))
+        .count()
+}
+
+/// The URL of an entry that has no link (an RSS 0.9x description-only item, a link-less
+/// microblog post): the site's `home`, else the feed, with a fragment naming the entry, so
+/// the entry links somewhere useful and keeps a stable identity. The name comes from the
+/// upstream guid, else from a hash of what the entry says.
+fn stand_in_url(
+    site: &Site,
+    feed: &Url,
+    guid: Option<&str>,
+    title: Option<&str>,
+    body: Option<&str>,
+) -> Url {
+    let mut h = blake3::Hasher::new();
+    match guid {
+        Some(g) => {
+            h.update(b"guid\0");
+            h.update(g.as_bytes());
+        }
+        None => {
+            for part in [title.unwrap_or(""), body.unwrap_or("")] {
+                h.update(part.as_bytes());
+                h.update(&[0]);
+            }
+        }
+    }
+    let name: String = h.finalize().as_bytes()[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let mut url = site.home.clone().unwrap_or_else(|| canonical_url(feed));
+    url.set_fragment(Some(&format!("entry-{name}")));
+    url
 }

@@ -22,7 +22,9 @@ mod service;
 #[path = "integration/upstream.rs"]
 mod upstream;
 
-#[path = "integration/url_policy.rs"]
-mod url_policy;
 #[path = "integration/check.rs"]
 mod check;
+#[path = "integration/operator.rs"]
+mod operator;
+#[path = "integration/url_policy.rs"]
+mod url_policy;

@@ -228,8 +228,9 @@ pub fn extract_article(
         .map(|u| u.to_string())
         .unwrap_or_else(|| canonical_url(&page.url).to_string());
     if date.is_none() {
-        warnings
-            .push("no date on the article or the list: the first-seen time will be used".into());
+        warnings.push(
+            "no date on the article or the list: it sorts below the dated items of its run".into(),
+        );
     }
     Item {
         url,

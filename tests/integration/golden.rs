@@ -1,5 +1,9 @@
-//! Golden tests: every selector file against its saved pages (broken selector files and
-//! their messages are in `check.rs`).
+//! Golden tests: every bundled selector file against its saved pages (broken selector
+//! files and their messages are in `check.rs`).
+//!
+//! A selector file is *bundled* when `fixtures/<site-id>/` exists: then its golden pages
+//! must match. Any other file in `selectors/` is an operator's own site; it is only
+//! compiled (what `feedbridge check` does), so adding a site never needs fixtures.
 //!
 //! `fixtures/<site-id>/list-*.html` and `article-*.html` start with the IE "saved from"
 //! comment naming their URL. Run with `UPDATE_GOLDEN=1` to rewrite the `.expected.json`
@@ -12,7 +16,7 @@ use feedbridge::model::{canonical_url, ListEntry, Page};
 use feedbridge::site::{self, Source};
 use url::Url;
 
-use crate::support::root;
+use crate::support::{root, run, text};
 
 fn saved_from(html: &[u8]) -> Url {
     let head = String::from_utf8_lossy(&html[..html.len().min(300)]);
@@ -115,13 +119,22 @@ fn golden_pages(dir: &std::path::Path) -> Vec<(String, Page)> {
     pages
 }
 
+/// Directories of `fixtures/` that are not a bundled site's golden pages.
+const NOT_SITES: &[&str] = &["site", "invalid", "upstream-linkless"];
+
 #[test]
-fn every_selector_file_matches_its_golden_pages() {
+fn every_bundled_selector_file_matches_its_golden_pages() {
     let update = std::env::var_os("UPDATE_GOLDEN").is_some();
     let mut checked = 0;
+    let mut bundled = Vec::new();
     for file in site::selector_files(&root().join("selectors")).unwrap() {
+        // Every file must compile, bundled or not: the same rule as `check`.
         let site = site::load(&file).unwrap_or_else(|e| panic!("{e}"));
         let dir = root().join("fixtures").join(&site.id);
+        if !dir.is_dir() {
+            continue;
+        }
+        bundled.push(site.id.clone());
         let pages = golden_pages(&dir);
         assert!(!pages.is_empty(), "fixtures/{} has no saved pages", site.id);
         for (name, page) in pages {
@@ -146,7 +159,66 @@ fn every_selector_file_matches_its_golden_pages() {
             checked += 1;
         }
     }
+    // A fixture directory without its selector file would silently test nothing.
+    for entry in std::fs::read_dir(root().join("fixtures")).unwrap() {
+        let entry = entry.unwrap();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if entry.path().is_dir() && !NOT_SITES.contains(&name.as_str()) {
+            assert!(
+                bundled.contains(&name),
+                "fixtures/{name}/ has no selectors/{name}.toml"
+            );
+        }
+    }
+    for id in ["fixture-gzdt", "fixture-rss", "gov-cn-yaowen"] {
+        assert!(bundled.iter().any(|b| b == id), "{id} is not bundled");
+    }
     assert!(checked >= 6, "only {checked} golden pages");
+}
+
+#[test]
+fn an_operators_own_selector_file_needs_no_fixtures() {
+    // The same rule as above, applied to a copy of `selectors/` plus the operator's file:
+    // it has no `fixtures/<id>/`, so it is compiled (checked) and nothing more.
+    let tmp = crate::support::TempDir::new("own-site");
+    crate::support::copy_dir(&root().join("selectors"), &tmp.join("selectors"));
+    let own = tmp.join("selectors/my-own-site.toml");
+    std::fs::write(
+        &own,
+        crate::support::small_selector("http://127.0.0.1:9", "schedule = \"0 * * * *\""),
+    )
+    .unwrap();
+    let mut own_sites = 0;
+    for file in site::selector_files(&tmp.join("selectors")).unwrap() {
+        let site = site::load(&file).unwrap_or_else(|e| panic!("{e}"));
+        if !root().join("fixtures").join(&site.id).is_dir() {
+            own_sites += 1;
+        }
+    }
+    assert_eq!(own_sites, 1);
+    let out = run(&[
+        "check",
+        "--selectors",
+        tmp.join("selectors").to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+}
+
+#[test]
+fn page_buttons_stay_out_of_the_bundled_bodies() {
+    let dir = root().join("fixtures/fixture-gzdt");
+    for name in [
+        "article-seed",
+        "article-seed-gbk",
+        "article-timed",
+        "article-nodate",
+    ] {
+        let got = std::fs::read_to_string(dir.join(format!("{name}.expected.json"))).unwrap();
+        assert!(got.contains("</p>"), "{name} has a body");
+        for button in ["打印本页", "返回列表"] {
+            assert!(!got.contains(button), "{name} carries {button}");
+        }
+    }
 }
 
 #[test]

@@ -151,3 +151,59 @@ async fn malformed_upstream_feeds_fail_the_run_and_keep_the_items() {
         "{out}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn upstream_entries_without_a_link_are_kept_and_counted() {
+    let tmp = TempDir::new("upstream-linkless");
+    let server = FixtureServer::start(&fixture_site_copy(&tmp), 0)
+        .await
+        .unwrap();
+    let origin = server.origin();
+    std::fs::create_dir_all(tmp.join("selectors")).unwrap();
+    std::fs::write(
+        tmp.join("selectors/notices.toml"),
+        format!(
+            "title = \"通知公告\"\nhome = \"{origin}/utf8/gzdt/index.html\"\n\
+             feed = \"{origin}/feeds/linkless-rss.xml\"\nschedule = \"*/30 * * * *\"\n\
+             timezone = \"Asia/Shanghai\"\ndelay = \"0s\"\n"
+        ),
+    )
+    .unwrap();
+    let (code, out) = crawl(tmp.path()).await;
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("new 4"), "all four entries are items: {out}");
+    assert!(
+        out.contains("3 upstream entries have no link; kept"),
+        "the run says how many had no link: {out}"
+    );
+    // Stable identities: the same feed again adds nothing.
+    std::fs::write(
+        tmp.join("site/feeds/linkless-rss.xml"),
+        std::fs::read_to_string(tmp.join("site/feeds/linkless-rss.xml")).unwrap() + "\n",
+    )
+    .unwrap();
+    let (code, out) = crawl(tmp.path()).await;
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("new 0"), "{out}");
+
+    let store = Store::open(&tmp.join("data")).unwrap();
+    let items = store.recent("notices", 100).unwrap();
+    assert_eq!(items.len(), 4);
+    let home = format!("{origin}/utf8/gzdt/index.html#entry-");
+    let linkless: Vec<_> = items
+        .iter()
+        .filter(|s| s.item.url.starts_with(&home))
+        .collect();
+    assert_eq!(linkless.len(), 3, "they link to the site's home");
+    assert!(linkless
+        .iter()
+        .any(|s| s.item.aliases == ["notice-2020-17"]));
+    assert!(linkless.iter().any(|s| s
+        .item
+        .content
+        .as_deref()
+        .is_some_and(|c| c.contains("暂停供餐"))));
+    assert!(items
+        .iter()
+        .any(|s| s.item.url.ends_with("t20200512_1874321.html")));
+}
