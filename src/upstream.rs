@@ -137,7 +137,7 @@ pub fn entries(
                     .collect(),
                 no_link,
             }),
-            warnings: Vec::new(),
+            warnings,
         });
     }
     Ok(out)

@@ -362,7 +362,10 @@ async fn serve_applies_a_fixed_selector_to_the_feed_without_a_restart() {
         .unwrap();
     std::fs::create_dir_all(tmp.join("selectors")).unwrap();
     let selector = |source: Option<&str>| {
-        let mut extra = vec![("schedule", "\"*/2 * * * * *\"")];
+        let mut extra = vec![
+            ("schedule", "\"*/2 * * * * *\""),
+            ("min_interval", "\"1s\""),
+        ];
         if let Some(s) = source {
             extra.push(("source", s));
         }
