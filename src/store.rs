@@ -8,6 +8,8 @@
 //! - `aliases`:    `site\0<alias>` -> key (an upstream guid, so a changed link is no new item)
 //! - `validators`: URL -> JSON [`Validators`] for conditional GETs
 //! - `runs`:       site -> JSON [`RunStatus`]
+//! - `history`:    `site\0<inverted start time, 8 bytes BE>` -> JSON [`RunStatus`], the
+//!   last [`HISTORY_RUNS`] runs of each site, for the dashboard
 //! - default tree: `schema_version` -> u32 BE, checked at open.
 //!
 //! An item and its index entries change in one sled transaction; a run flushes before it
@@ -26,6 +28,9 @@ use sled::Transactional;
 use crate::model::{Item, ItemKey, Validators};
 
 const SCHEMA_VERSION: u32 = 1;
+
+/// Runs kept per site in the history the dashboard shows.
+pub const HISTORY_RUNS: usize = 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -93,6 +98,9 @@ pub struct RunStatus {
     pub updated: u32,
     pub unchanged: u32,
     pub articles_failed: u32,
+    /// Items extracted this run (the denominator of the hit rates below).
+    #[serde(default)]
+    pub extracted: u32,
     /// How many of the items read this run got each field (hit rates).
     pub with_title: u32,
     pub with_date: u32,
@@ -113,6 +121,7 @@ pub struct Store {
     aliases: sled::Tree,
     validators: sled::Tree,
     runs: sled::Tree,
+    history: sled::Tree,
     /// Bumped on every change of a site's items; the feed cache keys on it.
     generations: Mutex<HashMap<String, u64>>,
 }
@@ -179,6 +188,7 @@ impl Store {
             aliases: db.open_tree("aliases")?,
             validators: db.open_tree("validators")?,
             runs: db.open_tree("runs")?,
+            history: db.open_tree("history")?,
             db,
             generations: Mutex::default(),
         })
@@ -361,9 +371,36 @@ impl Store {
             .transpose()?)
     }
 
+    /// Records a finished run as the site's last run and in its history (the oldest
+    /// runs past [`HISTORY_RUNS`] are dropped).
     pub fn set_run_status(&self, site: &str, status: &RunStatus) -> Result<(), StoreError> {
-        self.runs.insert(site, serde_json::to_vec(status)?)?;
+        let json = serde_json::to_vec(status)?;
+        self.runs.insert(site, json.as_slice())?;
+        let mut key = prefix(site);
+        let t = (status.started.timestamp_millis() as i128 + (1i128 << 62))
+            .clamp(0, u64::MAX as i128) as u64;
+        key.extend_from_slice(&(u64::MAX - t).to_be_bytes());
+        self.history.insert(key, json)?;
+        let old: Vec<sled::IVec> = self
+            .history
+            .scan_prefix(prefix(site))
+            .keys()
+            .skip(HISTORY_RUNS)
+            .collect::<Result<_, _>>()?;
+        for k in old {
+            self.history.remove(k)?;
+        }
         Ok(())
+    }
+
+    /// The site's last `n` runs, newest first.
+    pub fn run_history(&self, site: &str, n: usize) -> Result<Vec<RunStatus>, StoreError> {
+        self.history
+            .scan_prefix(prefix(site))
+            .values()
+            .take(n)
+            .map(|v| Ok(serde_json::from_slice(&v?)?))
+            .collect()
     }
 
     /// Changes to a site's items since this process opened the store.

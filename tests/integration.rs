@@ -21,3 +21,6 @@ mod service;
 
 #[path = "integration/upstream.rs"]
 mod upstream;
+
+#[path = "integration/dashboard.rs"]
+mod dashboard;
