@@ -158,7 +158,7 @@ fn entry(
 }
 
 /// Plain text of sanitized HTML (ours: tags and the five entities only), for summaries.
-fn html_to_text(html: &str) -> String {
+pub fn html_to_text(html: &str) -> String {
     let mut out = String::with_capacity(html.len() / 2);
     let mut in_tag = false;
     for c in html.chars() {

@@ -398,6 +398,7 @@ impl Run {
                 updated: 0,
                 unchanged: 0,
                 articles_failed: 0,
+                extracted: 0,
                 with_title: 0,
                 with_date: 0,
                 with_source: 0,
@@ -448,6 +449,7 @@ impl Run {
 
     fn count_fields(&mut self, item: &crate::model::Item) {
         let s = &mut self.status;
+        s.extracted += 1;
         s.with_title += u32::from(item.title.is_some());
         s.with_date += u32::from(item.published.is_some());
         s.with_source += u32::from(item.source.is_some());

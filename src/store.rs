@@ -11,6 +11,8 @@
 //!   a 304 never hides a page from other rules (a fixed selector) or another site
 //! - `rules`:      site -> the 32-byte fingerprint of the rules of its last completed run
 //! - `runs`:       site -> JSON [`RunStatus`]
+//! - `history`:    `site\0<inverted start time, 8 bytes BE>` -> JSON [`RunStatus`], the
+//!   last [`HISTORY_RUNS`] runs of each site, for the dashboard
 //! - default tree: `schema_version` -> u32 BE, checked at open; older stores are migrated.
 //!
 //! An item and its index entries change in one sled transaction; a run flushes before it
@@ -31,6 +33,9 @@ use crate::model::{Item, ItemKey, Validators};
 /// 2: validators per (site, rules) instead of per URL; the version-1 `validators` tree is
 /// dropped on open (it only costs one unconditional read per list page).
 const SCHEMA_VERSION: u32 = 2;
+
+/// Runs kept per site in the history the dashboard shows.
+pub const HISTORY_RUNS: usize = 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -155,6 +160,9 @@ pub struct RunStatus {
     pub updated: u32,
     pub unchanged: u32,
     pub articles_failed: u32,
+    /// Items extracted this run (the denominator of the hit rates below).
+    #[serde(default)]
+    pub extracted: u32,
     /// How many of the items read this run got each field (hit rates).
     pub with_title: u32,
     pub with_date: u32,
@@ -176,6 +184,7 @@ pub struct Store {
     validators: sled::Tree,
     rules: sled::Tree,
     runs: sled::Tree,
+    history: sled::Tree,
     /// Bumped on every change of a site's items; the feed cache keys on it.
     generations: Mutex<HashMap<String, u64>>,
 }
@@ -256,6 +265,7 @@ impl Store {
             validators: db.open_tree("site_validators")?,
             rules: db.open_tree("rules")?,
             runs: db.open_tree("runs")?,
+            history: db.open_tree("history")?,
             db,
             generations: Mutex::default(),
         })
@@ -495,9 +505,36 @@ impl Store {
             .transpose()?)
     }
 
+    /// Records a finished run as the site's last run and in its history (the oldest
+    /// runs past [`HISTORY_RUNS`] are dropped).
     pub fn set_run_status(&self, site: &str, status: &RunStatus) -> Result<(), StoreError> {
-        self.runs.insert(site, serde_json::to_vec(status)?)?;
+        let json = serde_json::to_vec(status)?;
+        self.runs.insert(site, json.as_slice())?;
+        let mut key = prefix(site);
+        let t = (status.started.timestamp_millis() as i128 + (1i128 << 62))
+            .clamp(0, u64::MAX as i128) as u64;
+        key.extend_from_slice(&(u64::MAX - t).to_be_bytes());
+        self.history.insert(key, json)?;
+        let old: Vec<sled::IVec> = self
+            .history
+            .scan_prefix(prefix(site))
+            .keys()
+            .skip(HISTORY_RUNS)
+            .collect::<Result<_, _>>()?;
+        for k in old {
+            self.history.remove(k)?;
+        }
         Ok(())
+    }
+
+    /// The site's last `n` runs, newest first.
+    pub fn run_history(&self, site: &str, n: usize) -> Result<Vec<RunStatus>, StoreError> {
+        self.history
+            .scan_prefix(prefix(site))
+            .values()
+            .take(n)
+            .map(|v| Ok(serde_json::from_slice(&v?)?))
+            .collect()
     }
 
     /// Changes to a site's items since this process opened the store.

@@ -24,6 +24,8 @@ mod upstream;
 
 #[path = "integration/check.rs"]
 mod check;
+#[path = "integration/dashboard.rs"]
+mod dashboard;
 #[path = "integration/operator.rs"]
 mod operator;
 #[path = "integration/url_policy.rs"]

@@ -1,4 +1,4 @@
-//! The HTTP side: feeds, the index page, OPML, status, health and metrics.
+//! The HTTP side: feeds, the dashboard (`dashboard`), OPML, status, health and metrics.
 //!
 //! A feed is rendered and compressed (gzip, brotli) once per store change and cached, so a
 //! poll costs a hash-map lookup: no rendering, no store scan. Each representation has its
@@ -23,6 +23,8 @@ use chrono::{DateTime, Utc};
 use tokio::sync::watch;
 use tower::ServiceBuilder;
 use url::Url;
+
+mod dashboard;
 
 use crate::feed::{render, FeedMeta};
 use crate::metrics::Metrics;
@@ -100,7 +102,8 @@ impl IntoResponse for AppError {
 /// compressed from the cache). Limits wrap the whole router in [`limited`].
 pub fn app(state: Arc<AppState>) -> Router {
     let pages = Router::new()
-        .route("/", get(index))
+        .route("/", get(dashboard::index))
+        .route("/sites/{id}", get(dashboard::site_page))
         .route("/opml", get(opml))
         .route("/status.json", get(status_json))
         .route("/healthz", get(healthz))
@@ -161,6 +164,7 @@ async fn count_requests(
     let path = req.uri().path();
     let route = match path {
         p if p.starts_with("/feeds/") => "/feeds/{id}.atom",
+        p if p.starts_with("/sites/") => "/sites/{id}",
         "/" | "/opml" | "/status.json" | "/healthz" | "/metrics" => path,
         _ => "other",
     }
@@ -394,78 +398,6 @@ fn esc(s: &str) -> String {
         .replace('<', "&lt;")
         .replace('>', "&gt;")
         .replace('"', "&quot;")
-}
-
-async fn index(
-    State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
-) -> Result<Response, AppError> {
-    let set = state.sites.borrow().clone();
-    let base = base(&state, &headers);
-    let mut links = String::new();
-    let mut rows = String::new();
-    for site in set.sites.values() {
-        let url = format!("{base}/feeds/{}.atom", site.id);
-        let _ = writeln!(
-            links,
-            r#"<link rel="alternate" type="application/atom+xml" title="{}" href="{}">"#,
-            esc(&site.title),
-            esc(&url)
-        );
-        let status = state.store.run_status(&site.id)?;
-        let (when, outcome, error) = match &status {
-            Some(s) => (
-                s.finished
-                    .with_timezone(&site.timezone)
-                    .format("%Y-%m-%d %H:%M:%S %:z")
-                    .to_string(),
-                format!("{:?}: {} new, {} updated", s.outcome, s.new, s.updated),
-                s.last_error.clone().unwrap_or_default(),
-            ),
-            None => (
-                "never".into(),
-                "waiting for the first run".into(),
-                String::new(),
-            ),
-        };
-        let _ = writeln!(
-            rows,
-            r#"<tr><td>{}<br><small>{}</small></td><td><a href="{}">{}</a></td><td>{}</td><td>{}</td><td>{}</td><td class="err">{}</td></tr>"#,
-            esc(&site.title),
-            esc(&site.id),
-            esc(&url),
-            esc(&url),
-            esc(&when),
-            esc(&outcome),
-            state.store.count(&site.id),
-            esc(&error)
-        );
-    }
-    let mut errors = String::new();
-    for e in set.errors.iter().flat_map(|e| e.lines()) {
-        let _ = writeln!(errors, "<li>{}</li>", esc(&e));
-    }
-    let errors = if errors.is_empty() {
-        String::new()
-    } else {
-        format!("<h2>Selector files not applied (their last good rules keep running)</h2><ul class=\"err\">{errors}</ul>")
-    };
-    let html = format!(
-        r#"<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>feedbridge</title>
-<meta name="viewport" content="width=device-width, initial-scale=1">
-{links}<style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:.4em;text-align:left;vertical-align:top}}.err{{color:#b00}}</style>
-</head><body>
-<h1>feedbridge</h1>
-<p>{} feeds. <a href="{base}/opml">OPML</a> · <a href="{base}/status.json">status.json</a> · <a href="{base}/metrics">metrics</a></p>
-<table><tr><th>Feed</th><th>Subscribe</th><th>Last run</th><th>Outcome</th><th>Items</th><th>Last error</th></tr>
-{rows}</table>
-{errors}
-</body></html>
-"#,
-        set.sites.len()
-    );
-    Ok(([(header::CONTENT_TYPE, "text/html; charset=utf-8")], html).into_response())
 }
 
 async fn opml(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
