@@ -21,3 +21,9 @@ mod service;
 
 #[path = "integration/upstream.rs"]
 mod upstream;
+
+#[path = "integration/xss.rs"]
+mod xss;
+
+#[path = "integration/fuzz.rs"]
+mod fuzz;
