@@ -1,8 +1,9 @@
 //! Atom rendering (RFC 4287). Pure: site meta + stored items + now in, bytes out.
 //!
 //! Every entry always has id, title, updated, author and an alternate link, so the feed
-//! validates whatever the page gave; text passes through `xml_safe` (control characters
-//! that XML 1.0 forbids are dropped) and is escaped exactly once, by the writer.
+//! validates whatever the page gave; text and URLs pass through `xml_safe` (characters
+//! XML 1.0 forbids and invisible bidi/format characters are dropped) and are escaped
+//! exactly once, by the writer.
 
 use atom_syndication::{Category, Content, Entry, Feed, Generator, Link, Person, Text};
 use chrono::{DateTime, FixedOffset, Utc};
@@ -46,14 +47,14 @@ pub fn render(meta: &FeedMeta, items: &[StoredItem], now: DateTime<Utc>) -> Vec<
         .collect();
     let updated = items.iter().map(|s| s.updated).max().unwrap_or(now);
     let mut links = vec![Link {
-        href: meta.self_url.clone(),
+        href: xml_safe(&meta.self_url).into_owned(),
         rel: "self".into(),
         mime_type: Some("application/atom+xml".into()),
         ..Link::default()
     }];
     if let Some(home) = &meta.home {
         links.push(Link {
-            href: home.clone(),
+            href: xml_safe(home).into_owned(),
             rel: "alternate".into(),
             mime_type: Some("text/html".into()),
             ..Link::default()
@@ -70,7 +71,7 @@ pub fn render(meta: &FeedMeta, items: &[StoredItem], now: DateTime<Utc>) -> Vec<
             uri: None,
             version: Some(env!("CARGO_PKG_VERSION").into()),
         }),
-        lang: meta.language.clone(),
+        lang: meta.language.as_deref().map(|l| xml_safe(l).into_owned()),
         entries,
         ..Feed::default()
     };
@@ -90,7 +91,7 @@ fn entry(
     let content_text = item
         .content
         .as_deref()
-        .map(html_to_text)
+        .map(|html| xml_safe(&html_to_text(html)).into_owned())
         .unwrap_or_default();
     let title = item
         .title
@@ -100,20 +101,27 @@ fn entry(
         .unwrap_or_else(|| {
             let head: String = content_text.chars().take(60).collect();
             if head.is_empty() {
-                item.url.clone()
+                xml_safe(&item.url).into_owned()
             } else {
                 head
             }
         });
+    // URLs are text too: an image `data:` URL or an upstream link is taken as written.
     let mut links = vec![Link {
-        href: item.url.clone(),
+        href: xml_safe(&item.url).into_owned(),
         rel: "alternate".into(),
         mime_type: Some("text/html".into()),
         ..Link::default()
     }];
-    for img in &item.images {
+    // An enclosure is fetched by the reader: only http(s), never an inline `data:` blob
+    // or whatever scheme an upstream feed or an `images` attribute rule handed over.
+    let fetchable = |u: &&String| {
+        let head = u.get(..8).unwrap_or(u).to_ascii_lowercase();
+        head.starts_with("http://") || head.starts_with("https://")
+    };
+    for img in item.images.iter().filter(fetchable) {
         links.push(Link {
-            href: img.clone(),
+            href: xml_safe(img).into_owned(),
             rel: "enclosure".into(),
             mime_type: Some(image_type(img).into()),
             ..Link::default()

@@ -182,12 +182,34 @@ pub struct Page {
     pub content_type: Option<String>,
 }
 
-/// Strips characters XML 1.0 forbids (C0 controls but tab/newline/return, U+FFFE/FFFF),
-/// which tired CMSes do emit and which make a whole feed unparsable.
+/// Characters dropped from every text we publish: those XML 1.0 forbids (C0 controls but
+/// tab/newline/return, U+FFFE/FFFF), which tired CMSes do emit and which make a whole feed
+/// unparsable; C1 controls; and invisible format characters a hostile page uses to make
+/// text read differently than it is (bidi overrides and isolates, LRM/RLM/ALM, a BOM
+/// inside text). ZWJ/ZWNJ stay: scripts and emoji need them.
+pub fn is_stripped_char(c: char) -> bool {
+    matches!(
+        c,
+        '\u{0}'..='\u{8}'
+            | '\u{b}'
+            | '\u{c}'
+            | '\u{e}'..='\u{1f}'
+            | '\u{7f}'..='\u{9f}'
+            | '\u{61c}'
+            | '\u{200e}'
+            | '\u{200f}'
+            | '\u{202a}'..='\u{202e}'
+            | '\u{2066}'..='\u{2069}'
+            | '\u{feff}'
+            | '\u{fffe}'
+            | '\u{ffff}'
+    )
+}
+
+/// `s` without the characters [`is_stripped_char`] names; borrowed when it has none.
 pub fn xml_safe(s: &str) -> std::borrow::Cow<'_, str> {
-    let bad = |c: char| matches!(c, '\u{0}'..='\u{8}' | '\u{b}' | '\u{c}' | '\u{e}'..='\u{1f}' | '\u{fffe}' | '\u{ffff}');
-    if s.chars().any(bad) {
-        std::borrow::Cow::Owned(s.chars().filter(|c| !bad(*c)).collect())
+    if s.chars().any(is_stripped_char) {
+        std::borrow::Cow::Owned(s.chars().filter(|c| !is_stripped_char(*c)).collect())
     } else {
         std::borrow::Cow::Borrowed(s)
     }
@@ -222,5 +244,16 @@ mod tests {
     fn xml_safe_removes_control_characters_only() {
         assert_eq!(xml_safe("a\u{f}b\tc\u{0}"), "ab\tc");
         assert!(matches!(xml_safe("正常"), std::borrow::Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn xml_safe_removes_bidi_and_invisible_format_characters() {
+        let hostile = "\u{feff}a\u{202e}b\u{2066}c\u{2069}\u{200e}\u{200f}\u{61c}d\u{85}\u{9f}\u{7f}e\u{ffff}\u{fffe}\u{feff}";
+        assert_eq!(xml_safe(hostile), "abcde");
+        // Joiners are letters' business (Persian ZWNJ, emoji ZWJ sequences), not tricks.
+        assert_eq!(
+            xml_safe("می\u{200c}خواهم 👩\u{200d}💻\n\r\t"),
+            "می\u{200c}خواهم 👩\u{200d}💻\n\r\t"
+        );
     }
 }

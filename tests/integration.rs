@@ -30,3 +30,8 @@ mod dashboard;
 mod operator;
 #[path = "integration/url_policy.rs"]
 mod url_policy;
+#[path = "integration/xss.rs"]
+mod xss;
+
+#[path = "integration/fuzz.rs"]
+mod fuzz;

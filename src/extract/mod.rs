@@ -401,7 +401,9 @@ fn meta(html: &Html, name: &str) -> Option<String> {
         .filter(|c| !c.is_empty())
 }
 
-/// Joins text nodes with whitespace runs (`&nbsp;`, U+3000 too) collapsed to one space.
+/// Joins text nodes with whitespace runs (`&nbsp;`, U+3000 too) collapsed to one space,
+/// without the invisible and XML-illegal characters [`crate::model::is_stripped_char`]
+/// names (dropped before collapsing, so `a \u{200e} b` gives one space, not two).
 pub fn normalize_text<'a>(parts: impl Iterator<Item = &'a str>) -> String {
     let mut out = String::new();
     for part in parts {
@@ -410,12 +412,12 @@ pub fn normalize_text<'a>(parts: impl Iterator<Item = &'a str>) -> String {
                 if !out.is_empty() && !out.ends_with(' ') {
                     out.push(' ');
                 }
-            } else {
+            } else if !crate::model::is_stripped_char(c) {
                 out.push(c);
             }
         }
     }
     let trimmed = out.trim_end().len();
     out.truncate(trimmed);
-    crate::model::xml_safe(&out).into_owned()
+    out
 }

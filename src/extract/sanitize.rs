@@ -9,6 +9,7 @@
 
 use std::collections::HashSet;
 
+use ego_tree::iter::Edge;
 use ego_tree::NodeId;
 use scraper::{ElementRef, Node};
 use url::Url;
@@ -134,6 +135,9 @@ impl Writer<'_> {
             return;
         }
         for c in t.chars() {
+            if crate::model::is_stripped_char(c) && !is_space(c) {
+                continue;
+            }
             if is_space(c) {
                 if !(self.at_block_edge || out.is_empty() || out.ends_with(' ')) {
                     out.push(' ');
@@ -151,10 +155,7 @@ impl Writer<'_> {
             return;
         }
         if depth > MAX_DEPTH {
-            let text: Vec<&str> = el.text().collect();
-            for t in text {
-                self.text(t, out);
-            }
+            self.deep_text(el, out);
             return;
         }
         match name {
@@ -205,6 +206,35 @@ impl Writer<'_> {
             // font, span, center, section...: keep what is inside, drop the wrapper.
             _ if VOID_KEPT.contains(&name) => {}
             _ => self.children(el, out, depth),
+        }
+    }
+
+    /// Below [`MAX_DEPTH`] only text is kept, found without recursion; dropped and hidden
+    /// subtrees stay dropped (a script's source must not come back as text).
+    fn deep_text(&mut self, el: ElementRef<'_>, out: &mut String) {
+        let mut skipping: Option<NodeId> = None;
+        for edge in el.traverse() {
+            match edge {
+                Edge::Open(node) if skipping.is_none() => {
+                    if self.skip.contains(&node.id()) {
+                        skipping = Some(node.id());
+                        continue;
+                    }
+                    match node.value() {
+                        Node::Text(t) => self.text(t, out),
+                        Node::Element(e) => {
+                            let dropped = DROPPED.contains(&e.name())
+                                || ElementRef::wrap(node).is_some_and(is_hidden);
+                            if dropped {
+                                skipping = Some(node.id());
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+                Edge::Close(node) if skipping == Some(node.id()) => skipping = None,
+                _ => {}
+            }
         }
     }
 
@@ -355,13 +385,14 @@ fn escape_text(t: &str, out: &mut String) {
     }
 }
 
-/// Escapes markup characters once and drops characters XML 1.0 forbids.
+/// Escapes markup characters once and drops characters XML 1.0 forbids and invisible
+/// format characters (see [`crate::model::is_stripped_char`]).
 fn escape_char(c: char, out: &mut String) {
     match c {
         '&' => out.push_str("&amp;"),
         '<' => out.push_str("&lt;"),
         '>' => out.push_str("&gt;"),
-        '\u{0}'..='\u{8}' | '\u{b}' | '\u{c}' | '\u{e}'..='\u{1f}' | '\u{fffe}' | '\u{ffff}' => {}
+        c if crate::model::is_stripped_char(c) => {}
         c => out.push(c),
     }
 }
@@ -446,5 +477,27 @@ mod tests {
     fn deep_nesting_does_not_overflow() {
         let deep = "<div>".repeat(5000) + "深" + &"</div>".repeat(5000);
         assert!(clean(&deep).html.contains('深'));
+    }
+
+    #[test]
+    fn below_the_depth_limit_dropped_and_hidden_stay_dropped() {
+        let inner =
+            "<p>深<script>alert(1)</script><style>p{}</style><span hidden>藏</span>\u{202e}文</p>";
+        let deep = "<div>".repeat(MAX_DEPTH + 10) + inner + &"</div>".repeat(MAX_DEPTH + 10);
+        let html = clean(&deep).html;
+        assert!(html.contains("深文"), "{html}");
+        for leaked in ["alert", "p{}", "藏"] {
+            assert!(!html.contains(leaked), "{leaked} in {html}");
+        }
+    }
+
+    #[test]
+    fn bidi_and_invisible_characters_are_dropped_from_text_and_attributes() {
+        let s =
+            clean("<p>a \u{200e} b\u{202e}c\u{feff}<a href=/x title=\"t\u{2067}\">l\u{9f}</a></p>");
+        assert_eq!(
+            s.html,
+            r#"<p>a bc<a href="http://www.example.gov.cn/x" title="t">l</a></p>"#
+        );
     }
 }
