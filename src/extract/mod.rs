@@ -325,7 +325,9 @@ fn attr_or_text(el: ElementRef<'_>, f: &Field, base: &Url) -> Option<String> {
             }
             base.join(v).ok()?.to_string()
         }
-        Some(a) => el.value().attr(a)?.trim().to_owned(),
+        // Attribute text (a `title`, a `datetime`) is page text like any other: invisible
+        // and control characters go, spaces collapse.
+        Some(a) => normalize_text(std::iter::once(el.value().attr(a)?)),
         None => normalize_text(el.text()),
     };
     let value = match &f.regex {
