@@ -1250,6 +1250,73 @@ mod tests {
         assert_eq!(ok.status(), StatusCode::OK);
     }
 
+    fn gunzip(parts: &[Bytes]) -> Vec<u8> {
+        let joined: Vec<u8> = parts.iter().flat_map(|p| p.iter().copied()).collect();
+        let mut out = Vec::new();
+        std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&joined[..]), &mut out)
+            .expect("a valid gzip member");
+        out
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn gzip_splice_decodes_to_prefix_middle_suffix(
+            prefix in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..3000),
+            middle in "[a-z0-9.:-]{0,80}",
+            suffix_seed in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200),
+            repeat in 1usize..60,
+        ) {
+            // A repetitive suffix, so that its deflate stream uses back-references.
+            let suffix: Vec<u8> = suffix_seed.iter().copied().cycle().take(suffix_seed.len() * repeat).collect();
+            let parts = GzipParts::new(&prefix, &suffix);
+            let mut expected = prefix.clone();
+            expected.extend_from_slice(middle.as_bytes());
+            expected.extend_from_slice(&suffix);
+            proptest::prop_assert_eq!(gunzip(&parts.splice(middle.as_bytes())), expected);
+        }
+    }
+
+    #[test]
+    fn gzip_splice_of_a_base_longer_than_one_stored_block() {
+        let feed = "<feed>".repeat(5000);
+        let parts = GzipParts::new(feed.as_bytes(), feed.as_bytes());
+        let long = vec![b'x'; 70_000];
+        let out = gunzip(&parts.splice(&long));
+        assert_eq!(out.len(), feed.len() * 2 + long.len());
+        assert_eq!(&out[feed.len()..feed.len() + long.len()], &long[..]);
+        assert_eq!(gunzip(&parts.splice(b"")), feed.repeat(2).into_bytes());
+    }
+
+    #[test]
+    fn echoed_names_lose_controls_and_bidi_and_are_capped() {
+        let name = "a\0b\x1b[31mc\u{85}d\u{202e}e\u{2066}f\u{7f}.atom";
+        assert_eq!(printable_name(name), "ab[31mcdef.atom");
+        let long = printable_name(&"é".repeat(500));
+        assert_eq!(long.chars().count(), 101);
+        assert!(long.ends_with('…'));
+        let e = AppError::NotFound("x\u{202e}y".into()).to_string();
+        assert_eq!(e, "no such feed: xy");
+    }
+
+    #[test]
+    fn placeholder_splits_the_rendering_once() {
+        let ph = placeholder();
+        let text = format!("<feed><link href=\"{ph}/feeds/a.atom\"/><entry>{ph}x</entry>");
+        // Twice: `RenderedFeed::new` serves such a rendering unspliced.
+        let found: Vec<usize> = find_all(text.as_bytes(), ph.as_bytes()).collect();
+        assert_eq!(found.len(), 2);
+        assert_eq!(xml_attr("http://a.b"), "http://a.b");
+        assert_eq!(xml_attr("http://a/?x=1&y='"), "http://a/?x=1&amp;y=&apos;");
+    }
+
+    #[test]
+    fn default_open_connections_leave_headroom() {
+        assert_eq!(default_open_connections(Some(1024)), 768);
+        assert_eq!(default_open_connections(Some(100)), 50);
+        assert_eq!(default_open_connections(Some(10)), 16);
+        assert!(default_open_connections(None) > 1000);
+    }
+
     #[test]
     fn encodings_and_conditionals() {
         let mut h = HeaderMap::new();

@@ -21,3 +21,6 @@ mod service;
 
 #[path = "integration/upstream.rs"]
 mod upstream;
+
+#[path = "integration/sockets.rs"]
+mod sockets;
