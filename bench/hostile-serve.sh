@@ -101,7 +101,7 @@ python3 "$work/slowloris.py" "$FB_PORT" "$SLOW"
 # More idle sockets than a 1024 open-file limit allows: the excess gets a 503 at once,
 # the rest are closed by the idle timeout, and legit requests are answered again.
 mkdir -p "$work/sel2"; cp "$work/selectors/bench.toml" "$work/sel2/"
-(ulimit -n 1024 -Hn 1024; exec target/release/feedbridge serve --selectors "$work/sel2" --data "$work/data2" --listen 127.0.0.1:$CAP_PORT 2>"$work/cap.log") & pids+=($!)
+(ulimit -Sn 256 && ulimit -Hn 1024; exec target/release/feedbridge serve --selectors "$work/sel2" --data "$work/data2" --listen 127.0.0.1:$CAP_PORT 2>"$work/cap.log") & pids+=($!)
 for _ in $(seq 1 50); do curl -sf "http://127.0.0.1:$CAP_PORT/healthz" >/dev/null && break; sleep 0.2; done
 cat > "$work/idle.py" <<'PY'
 import socket, sys, time, urllib.request
@@ -130,7 +130,7 @@ while time.monotonic() - t0 < 15:
     if code == 200: first_ok = time.monotonic() - t0; break
     time.sleep(0.1)
 slowest = max(d for _, d in answers)
-print("%d idle sockets under ulimit -n 1024: %d answered 503 at once, %d closed unanswered; legit /healthz: %s before the first 200 at %s (slowest answer %.0f ms)" % (n, rejected, dropped, ",".join(sorted(set(str(c) for c, _ in answers[:-1]))) or "nothing", "%.1f s" % first_ok if first_ok is not None else "never (15 s)", 1000 * slowest))
+print("%d idle sockets under a 1024 open-file hard limit (soft 256 at start): %d answered 503 at once, %d closed unanswered; legit /healthz: %s before the first 200 at %s (slowest answer %.0f ms)" % (n, rejected, dropped, ",".join(sorted(set(str(c) for c, _ in answers[:-1]))) or "nothing", "%.1f s" % first_ok if first_ok is not None else "never (15 s)", 1000 * slowest))
 PY
 python3 "$work/idle.py" "$CAP_PORT" 1100
 echo "capped server: $(grep -o 'max_open_connections=[0-9]*' "$work/cap.log" | head -1), 'Too many open files' in its log: $(grep -c 'Too many open files' "$work/cap.log" || true)"

@@ -263,7 +263,11 @@ pub fn resolve(raw: RawSettings) -> Result<Settings, ConfigError> {
     }
     let header_timeout = positive(
         "header_timeout",
-        duration("header_timeout", raw.header_timeout, Duration::from_secs(10))?,
+        duration(
+            "header_timeout",
+            raw.header_timeout,
+            Duration::from_secs(10),
+        )?,
     )?;
     let idle_timeout = positive(
         "idle_timeout",

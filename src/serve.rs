@@ -137,7 +137,8 @@ impl GzipParts {
         let head_len = enc.total_out() as usize + GZIP_HEADER.len();
         drop(enc);
         head.truncate(head_len);
-        let mut tail = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
+        let mut tail =
+            flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
         let _ = tail.write_all(suffix);
         let tail = tail.finish().unwrap_or_default();
         let mut crc_prefix = crc32fast::Hasher::new();
@@ -197,7 +198,9 @@ impl RenderedFeed {
         max_age: u64,
     ) -> RenderedFeed {
         let identity = Bytes::from(identity);
-        let found: Vec<usize> = find_all(&identity, placeholder.as_bytes()).take(2).collect();
+        let found: Vec<usize> = find_all(&identity, placeholder.as_bytes())
+            .take(2)
+            .collect();
         let (prefix, suffix, spliced) = match found[..] {
             [at] => (
                 identity.slice(..at),
@@ -247,7 +250,10 @@ impl RenderedFeed {
 
     fn cached_brotli(&self, base: &str) -> Option<Bytes> {
         let variants = self.brotli.lock().ok()?;
-        variants.iter().find(|(b, _)| b == base).map(|(_, v)| v.clone())
+        variants
+            .iter()
+            .find(|(b, _)| b == base)
+            .map(|(_, v)| v.clone())
     }
 
     fn brotli_full(&self) -> bool {
@@ -270,9 +276,7 @@ fn xml_attr(s: &str) -> std::borrow::Cow<'_, str> {
     if !s.contains(['&', '<', '>', '"', '\'']) {
         return std::borrow::Cow::Borrowed(s);
     }
-    std::borrow::Cow::Owned(
-        esc(s).replace('\'', "&apos;"),
-    )
+    std::borrow::Cow::Owned(esc(s).replace('\'', "&apos;"))
 }
 
 /// The base a feed is rendered with, unguessable so that no item text can contain it:
@@ -337,7 +341,9 @@ fn printable_name(s: &str) -> String {
     const MAX: usize = 100;
     let mut out: String = s
         .chars()
-        .filter(|c| !c.is_control() && !matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}'))
+        .filter(|c| {
+            !c.is_control() && !matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+        })
         .take(MAX + 1)
         .collect();
     if out.chars().count() > MAX {
@@ -880,8 +886,8 @@ pub struct SocketLimits {
 /// Time in-flight requests get to finish at shutdown.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
-/// Sockets past the open cap that are answered 503 at once; past this many they are
-/// closed without a word (each holds a descriptor for at most a second).
+/// Sockets past the open cap being answered 503 at once; past this many they are closed
+/// without a word (each holds a descriptor for at most a second, mostly 200 ms).
 const MAX_REJECTING: usize = 64;
 
 /// Serves `app` (behind [`limited`]) on `listener` until `shutdown` turns true, then lets
@@ -1137,14 +1143,21 @@ async fn connection<S>(
     }
 }
 
-/// Answers a socket past the open cap with a 503 and closes it, reading what the client
-/// sent for a moment first so that the close does not reset the answer away.
+/// Answers a socket past the open cap with a 503 and closes it, first reading what the
+/// client already sent (for at most 200 ms) so that the close does not reset the answer
+/// away; the socket is gone within a second whatever the client does.
 async fn reject(mut stream: tokio::net::TcpStream, _slot: tokio::sync::OwnedSemaphorePermit) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     const ANSWER: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nConnection: close\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 44\r\n\r\ntoo many open connections, retry in a moment\n";
-    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+    let answered = tokio::time::timeout(Duration::from_millis(800), async {
         stream.write_all(ANSWER).await?;
-        stream.shutdown().await?;
+        stream.shutdown().await
+    })
+    .await;
+    if !matches!(answered, Ok(Ok(()))) {
+        return;
+    }
+    let _ = tokio::time::timeout(Duration::from_millis(200), async {
         let mut sink = [0u8; 4096];
         let mut drained = 0;
         while drained < 65536 {

@@ -37,8 +37,7 @@ async fn slowloris_sockets_are_closed_after_the_header_timeout() {
     let fixture = FixtureServer::start(&fixture_site_copy(&tmp), 0)
         .await
         .unwrap();
-    let (base, _p) =
-        serve_fixture(&tmp, &fixture, "0 0 1 1 *", &["--header-timeout", "2s"]).await;
+    let (base, _p) = serve_fixture(&tmp, &fixture, "0 0 1 1 *", &["--header-timeout", "2s"]).await;
     let started = Instant::now();
     let mut sockets = Vec::new();
     for i in 0..200 {
@@ -183,8 +182,9 @@ async fn a_rotating_host_gets_its_own_self_link_from_one_rendering() {
         let identity = r.bytes().await.unwrap().to_vec();
         assert_eq!(identity.len(), length);
         let xml = String::from_utf8(identity.clone()).unwrap();
-        let self_link =
-            format!(r#"<link href="http://{lower}/feeds/fix.atom" rel="self" type="application/atom+xml"/>"#);
+        let self_link = format!(
+            r#"<link href="http://{lower}/feeds/fix.atom" rel="self" type="application/atom+xml"/>"#
+        );
         assert!(xml.contains(&self_link), "{}", &xml[..600]);
         assert_eq!(xml.matches(&lower).count(), 1);
         // Apart from the self link, every host gets the same bytes.
