@@ -263,10 +263,11 @@ async fn run_service(
         header_timeout: settings.header_timeout,
         idle_timeout: settings.idle_timeout,
     };
-    tracing::info!(%addr, open_files = ?fd_limit, max_open_connections = limits.max_open, "serving");
+    let open_files = fd_limit.map_or_else(|| "unlimited".to_owned(), |n| n.to_string());
+    tracing::info!(%addr, %open_files, max_open_connections = limits.max_open, "serving");
     if fd_limit.is_some_and(|n| limits.max_open as u64 + 64 > n) {
         tracing::warn!(
-            open_files = ?fd_limit,
+            %open_files,
             max_open_connections = limits.max_open,
             "the open-connection cap leaves few descriptors for the store and crawling"
         );
