@@ -273,14 +273,26 @@ async fn run_service(
         Some(heartbeat),
     ));
     let app = serve::app(state);
-    tracing::info!(%addr, "serving");
+    let fd_limit = serve::raise_fd_limit();
+    let limits = serve::SocketLimits {
+        max_in_flight: settings.max_connections,
+        max_open: settings
+            .max_open_connections
+            .unwrap_or_else(|| serve::default_open_connections(fd_limit)),
+        header_timeout: settings.header_timeout,
+        idle_timeout: settings.idle_timeout,
+    };
+    let open_files = fd_limit.map_or_else(|| "unlimited".to_owned(), |n| n.to_string());
+    tracing::info!(%addr, %open_files, max_open_connections = limits.max_open, "serving");
+    if fd_limit.is_some_and(|n| limits.max_open as u64 + 64 > n) {
+        tracing::warn!(
+            %open_files,
+            max_open_connections = limits.max_open,
+            "the open-connection cap leaves few descriptors for the store and crawling"
+        );
+    }
     on_ready(addr);
-    let server = tokio::spawn(serve::serve(
-        listener,
-        app,
-        settings.max_connections,
-        shutdown_rx.clone(),
-    ));
+    let server = tokio::spawn(serve::serve(listener, app, limits, shutdown_rx.clone()));
     termination().await;
     tracing::info!("stopping: no new runs, finishing the ones in flight");
     let _ = shutdown_tx.send(true);
@@ -288,7 +300,8 @@ async fn run_service(
     if let Some(w) = watcher_task {
         let _ = w.await;
     }
-    let _ = tokio::time::timeout(Duration::from_secs(1), server).await;
+    // The server drains (at most 5 s) while the scheduler stops.
+    let _ = tokio::time::timeout(Duration::from_secs(6), server).await;
     store.flush().await?;
     drop(sites_tx);
     tracing::info!("stopped");

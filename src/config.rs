@@ -46,6 +46,18 @@ pub struct RawSettings {
     /// Concurrent HTTP requests served before answering 503 [default: 512]
     #[arg(long, env = "FEEDBRIDGE_MAX_CONNECTIONS", value_name = "N")]
     pub max_connections: Option<usize>,
+    /// Open client sockets (idle ones too) before a new one gets a 503 and is closed
+    /// [default: the open-file limit minus 256 kept for the store, selector files and crawling]
+    #[arg(long, env = "FEEDBRIDGE_MAX_OPEN_CONNECTIONS", value_name = "N")]
+    pub max_open_connections: Option<usize>,
+    /// Time a client has to send a request's headers, counted from its connect or from
+    /// the previous response; a slower socket is closed [default: 10s]
+    #[arg(long, env = "FEEDBRIDGE_HEADER_TIMEOUT", value_name = "DURATION")]
+    pub header_timeout: Option<String>,
+    /// A connection on which no byte moves either way, with no request being answered,
+    /// is closed after this [default: 5s]
+    #[arg(long, env = "FEEDBRIDGE_IDLE_TIMEOUT", value_name = "DURATION")]
+    pub idle_timeout: Option<String>,
     #[command(flatten)]
     #[serde(flatten)]
     pub crawl: RawCrawlSettings,
@@ -120,6 +132,10 @@ pub struct Settings {
     pub fetch: FetchSettings,
     pub log_format: LogFormat,
     pub max_connections: usize,
+    /// `None`: sized from the open-file limit at start (`serve::default_open_connections`).
+    pub max_open_connections: Option<usize>,
+    pub header_timeout: Duration,
+    pub idle_timeout: Duration,
 }
 
 impl RawSettings {
@@ -129,6 +145,9 @@ impl RawSettings {
             listen: self.listen.or(other.listen),
             base_url: self.base_url.or(other.base_url),
             max_connections: self.max_connections.or(other.max_connections),
+            max_open_connections: self.max_open_connections.or(other.max_open_connections),
+            header_timeout: self.header_timeout.or(other.header_timeout),
+            idle_timeout: self.idle_timeout.or(other.idle_timeout),
             crawl: self.crawl.or(other.crawl),
         }
     }
@@ -308,6 +327,25 @@ pub fn resolve(raw: RawSettings) -> Result<Settings, ConfigError> {
             message: "must be at least 1".into(),
         });
     }
+    if raw.max_open_connections == Some(0) {
+        return Err(ConfigError::Invalid {
+            key: "max_open_connections",
+            value: "0".into(),
+            message: "must be at least 1".into(),
+        });
+    }
+    let header_timeout = positive(
+        "header_timeout",
+        duration(
+            "header_timeout",
+            raw.header_timeout,
+            Duration::from_secs(10),
+        )?,
+    )?;
+    let idle_timeout = positive(
+        "idle_timeout",
+        duration("idle_timeout", raw.idle_timeout, Duration::from_secs(5))?,
+    )?;
     Ok(Settings {
         listen,
         data_dir: raw.crawl.data.unwrap_or_else(|| PathBuf::from("data")),
@@ -332,7 +370,21 @@ pub fn resolve(raw: RawSettings) -> Result<Settings, ConfigError> {
         },
         log_format,
         max_connections,
+        max_open_connections: raw.max_open_connections,
+        header_timeout,
+        idle_timeout,
     })
+}
+
+fn positive(key: &'static str, d: Duration) -> Result<Duration, ConfigError> {
+    if d.is_zero() {
+        return Err(ConfigError::Invalid {
+            key,
+            value: "0s".into(),
+            message: "must be above zero".into(),
+        });
+    }
+    Ok(d)
 }
 
 #[cfg(test)]
@@ -351,6 +403,27 @@ mod tests {
         assert_eq!(s.listen.to_string(), "127.0.0.1:9999");
         assert_eq!(s.concurrency, 7);
         assert_eq!(s.default_delay, Duration::from_secs(1));
+        assert_eq!(s.header_timeout, Duration::from_secs(10));
+        assert_eq!(s.idle_timeout, Duration::from_secs(5));
+        assert_eq!(s.max_open_connections, None);
+    }
+
+    #[test]
+    fn socket_settings_from_the_file() {
+        let file: RawSettings = toml::from_str(
+            "header_timeout = \"2s\"\nidle_timeout = \"1m\"\nmax_open_connections = 50\n",
+        )
+        .unwrap();
+        let s = resolve(file).unwrap();
+        assert_eq!(s.header_timeout, Duration::from_secs(2));
+        assert_eq!(s.idle_timeout, Duration::from_secs(60));
+        assert_eq!(s.max_open_connections, Some(50));
+        let e = resolve(RawSettings {
+            header_timeout: Some("0s".into()),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(e.to_string().contains("`header_timeout`"), "{e}");
     }
 
     #[test]

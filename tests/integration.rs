@@ -35,3 +35,5 @@ mod xss;
 
 #[path = "integration/fuzz.rs"]
 mod fuzz;
+#[path = "integration/sockets.rs"]
+mod sockets;

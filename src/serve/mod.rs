@@ -39,7 +39,7 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Unix seconds of the scheduler's last turn; `None` for a server without a scheduler.
     pub heartbeat: Option<Arc<AtomicI64>>,
-    cache: Mutex<HashMap<String, Arc<CachedFeed>>>,
+    cache: Mutex<HashMap<String, Arc<FeedSlot>>>,
 }
 
 impl AppState {
@@ -59,35 +59,274 @@ impl AppState {
             cache: Mutex::default(),
         }
     }
+
+    fn slot(&self, site_id: &str) -> Arc<FeedSlot> {
+        let Ok(mut cache) = self.cache.lock() else {
+            return Arc::new(FeedSlot::default());
+        };
+        if let Some(slot) = cache.get(site_id) {
+            return slot.clone();
+        }
+        // A deleted selector file's feed leaves the cache when another one arrives.
+        cache.retain(|id, _| self.sites.borrow().sites.contains_key(id));
+        cache.entry(site_id.to_owned()).or_default().clone()
+    }
 }
 
-/// One rendered feed in every encoding we serve.
-struct CachedFeed {
+/// One feed's cache entry. `render` makes a burst of polls after a change render once.
+#[derive(Default)]
+struct FeedSlot {
+    render: tokio::sync::Mutex<()>,
+    current: Mutex<Option<Arc<RenderedFeed>>>,
+}
+
+impl FeedSlot {
+    fn fresh(&self, generation: u64, fingerprint: &[u8; 32]) -> Option<Arc<RenderedFeed>> {
+        let current = self.current.lock().ok()?;
+        current
+            .as_ref()
+            .filter(|c| c.generation == generation && c.fingerprint == *fingerprint)
+            .cloned()
+    }
+}
+
+/// Feeds with brotli bytes kept per public base (Host); other bases get gzip, which is
+/// spliced per request at no compression cost.
+const BROTLI_VARIANTS: usize = 4;
+
+/// One rendering of a feed, independent of the public base its self link names: the
+/// base goes between `prefix` and `suffix`. Serving a base is then a splice: the identity
+/// bytes are three chunks, the gzip bytes are the deflated prefix (flushed to a byte
+/// boundary, no back-references past it), the base as a stored block, the independently
+/// deflated suffix and a CRC combined from the parts'. Rotating Host headers cost no render
+/// and no compression.
+struct RenderedFeed {
     generation: u64,
     fingerprint: [u8; 32],
-    self_url: String,
-    identity: Bytes,
-    gzip: Bytes,
-    brotli: Bytes,
-    etag: String,
+    prefix: Bytes,
+    suffix: Bytes,
+    /// Whether the base goes between prefix and suffix (false only for a feed that failed
+    /// to render, served as it is).
+    spliced: bool,
+    content_hash: blake3::Hash,
+    gzip: GzipParts,
+    brotli: Mutex<Vec<(String, Bytes)>>,
     last_modified: DateTime<Utc>,
     max_age: u64,
+}
+
+/// A gzip member cut around the spliced base (RFC 1951 / 1952).
+struct GzipParts {
+    /// Gzip header and the raw-deflated prefix, ending sync-flushed (byte-aligned).
+    head: Bytes,
+    /// The raw-deflated suffix, a fresh deflate stream ending in the final block.
+    tail: Bytes,
+    crc_prefix: crc32fast::Hasher,
+    crc_suffix: crc32fast::Hasher,
+    prefix_len: usize,
+    suffix_len: usize,
+}
+
+const GZIP_HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
+
+impl GzipParts {
+    fn new(prefix: &[u8], suffix: &[u8]) -> GzipParts {
+        let mut head = GZIP_HEADER.to_vec();
+        let mut enc = flate2::write::DeflateEncoder::new(&mut head, flate2::Compression::default());
+        // `flush` is a sync flush: the output ends on a byte boundary after an empty stored
+        // block; the encoder is then dropped, so no final block follows.
+        let _ = enc.write_all(prefix).and_then(|()| enc.flush());
+        let head_len = enc.total_out() as usize + GZIP_HEADER.len();
+        drop(enc);
+        head.truncate(head_len);
+        let mut tail =
+            flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
+        let _ = tail.write_all(suffix);
+        let tail = tail.finish().unwrap_or_default();
+        let mut crc_prefix = crc32fast::Hasher::new();
+        crc_prefix.update(prefix);
+        let mut crc_suffix = crc32fast::Hasher::new();
+        crc_suffix.update(suffix);
+        GzipParts {
+            head: Bytes::from(head),
+            tail: Bytes::from(tail),
+            crc_prefix,
+            crc_suffix,
+            prefix_len: prefix.len(),
+            suffix_len: suffix.len(),
+        }
+    }
+
+    /// The gzip member of `prefix + middle + suffix`, as chunks.
+    fn splice(&self, middle: &[u8]) -> [Bytes; 4] {
+        let mut stored = Vec::with_capacity(middle.len() + 5 * (middle.len() / 65535 + 1));
+        let mut chunks = middle.chunks(65535).peekable();
+        if chunks.peek().is_none() {
+            stored.extend_from_slice(&[0, 0, 0, 0xff, 0xff]);
+        }
+        for chunk in chunks {
+            // BFINAL 0, BTYPE 00 (stored), padded to the byte; LEN, NLEN little-endian.
+            let len = chunk.len() as u16;
+            stored.push(0);
+            stored.extend_from_slice(&len.to_le_bytes());
+            stored.extend_from_slice(&(!len).to_le_bytes());
+            stored.extend_from_slice(chunk);
+        }
+        let mut crc = self.crc_prefix.clone();
+        crc.update(middle);
+        crc.combine(&self.crc_suffix);
+        let size = (self.prefix_len + middle.len() + self.suffix_len) as u32;
+        let mut trailer = Vec::with_capacity(8);
+        trailer.extend_from_slice(&crc.finalize().to_le_bytes());
+        trailer.extend_from_slice(&size.to_le_bytes());
+        [
+            self.head.clone(),
+            Bytes::from(stored),
+            self.tail.clone(),
+            Bytes::from(trailer),
+        ]
+    }
+}
+
+impl RenderedFeed {
+    /// Splits a feed rendered with `placeholder` as its base; a rendering without exactly
+    /// one placeholder is served unspliced.
+    fn new(
+        identity: Vec<u8>,
+        placeholder: &str,
+        generation: u64,
+        site: &Site,
+        last_modified: DateTime<Utc>,
+        max_age: u64,
+    ) -> RenderedFeed {
+        let identity = Bytes::from(identity);
+        let found: Vec<usize> = find_all(&identity, placeholder.as_bytes())
+            .take(2)
+            .collect();
+        let (prefix, suffix, spliced) = match found[..] {
+            [at] => (
+                identity.slice(..at),
+                identity.slice(at + placeholder.len()..),
+                true,
+            ),
+            _ => (identity, Bytes::new(), false),
+        };
+        let mut hasher = blake3::Hasher::new();
+        hasher.update(&(prefix.len() as u64).to_le_bytes());
+        hasher.update(&prefix);
+        hasher.update(&suffix);
+        RenderedFeed {
+            generation,
+            fingerprint: site.fingerprint,
+            gzip: GzipParts::new(&prefix, &suffix),
+            content_hash: hasher.finalize(),
+            prefix,
+            suffix,
+            spliced,
+            brotli: Mutex::default(),
+            last_modified,
+            max_age,
+        }
+    }
+
+    /// The text spliced in for `base`, escaped as the Atom writer escapes attributes.
+    fn middle(&self, base: &str) -> Bytes {
+        if self.spliced {
+            Bytes::from(xml_attr(base).into_owned())
+        } else {
+            Bytes::new()
+        }
+    }
+
+    /// Strong ETag of the bytes served for `base` (different bases, different bytes).
+    fn etag(&self, middle: &[u8]) -> String {
+        let mut h = blake3::Hasher::new();
+        h.update(self.content_hash.as_bytes());
+        h.update(middle);
+        h.finalize().to_hex()[..32].to_owned()
+    }
+
+    fn identity(&self, middle: &Bytes) -> [Bytes; 3] {
+        [self.prefix.clone(), middle.clone(), self.suffix.clone()]
+    }
+
+    fn cached_brotli(&self, base: &str) -> Option<Bytes> {
+        let variants = self.brotli.lock().ok()?;
+        variants
+            .iter()
+            .find(|(b, _)| b == base)
+            .map(|(_, v)| v.clone())
+    }
+
+    fn brotli_full(&self) -> bool {
+        self.brotli
+            .lock()
+            .map_or(true, |v| v.len() >= BROTLI_VARIANTS)
+    }
+}
+
+fn find_all<'a>(haystack: &'a [u8], needle: &'a [u8]) -> impl Iterator<Item = usize> + 'a {
+    haystack
+        .windows(needle.len().max(1))
+        .enumerate()
+        .filter(move |(_, w)| *w == needle)
+        .map(|(i, _)| i)
+}
+
+/// Escapes like the Atom writer (quick-xml) escapes attribute values.
+fn xml_attr(s: &str) -> std::borrow::Cow<'_, str> {
+    if !s.contains(['&', '<', '>', '"', '\'']) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    std::borrow::Cow::Owned(esc(s).replace('\'', "&apos;"))
+}
+
+/// The base a feed is rendered with, unguessable so that no item text can contain it:
+/// it marks where the request's base is spliced in.
+fn placeholder() -> &'static str {
+    static PLACEHOLDER: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    PLACEHOLDER.get_or_init(|| {
+        use std::hash::{BuildHasher, Hasher};
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u64(std::process::id().into());
+        format!("feedbridge-base-{:016x}", h.finish())
+    })
+}
+
+/// The one place CPU-heavy work (rendering, compressing) runs: on the blocking pool, at
+/// most one job per core at a time, never on the async workers.
+pub async fn cpu_bound<T: Send + 'static>(
+    job: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, AppError> {
+    static CORES: std::sync::OnceLock<Arc<tokio::sync::Semaphore>> = std::sync::OnceLock::new();
+    let cores = CORES.get_or_init(|| {
+        let n = std::thread::available_parallelism().map_or(2, usize::from);
+        Arc::new(tokio::sync::Semaphore::new(n))
+    });
+    let _permit = cores.acquire().await.map_err(|_| AppError::Busy)?;
+    Ok(tokio::task::spawn_blocking(job).await?)
 }
 
 /// The one place errors become HTTP statuses.
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
-    #[error("no such feed: {0}")]
+    #[error("no such feed: {}", printable_name(.0))]
     NotFound(String),
     #[error("store error: {0}")]
     Store(#[from] crate::store::StoreError),
+    #[error("rendering failed: {0}")]
+    Render(#[from] tokio::task::JoinError),
+    #[error("overloaded, retry shortly")]
+    Busy,
 }
 
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         let status = match self {
             AppError::NotFound(_) => StatusCode::NOT_FOUND,
-            AppError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+            AppError::Store(_) | AppError::Render(_) | AppError::Busy => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
         };
         (
             status,
@@ -96,6 +335,24 @@ impl IntoResponse for AppError {
         )
             .into_response()
     }
+}
+
+/// A requested name as it may be echoed: no control characters (C0, C1, NUL), no bidi
+/// overrides or isolates, at most 100 characters.
+fn printable_name(s: &str) -> String {
+    const MAX: usize = 100;
+    let mut out: String = s
+        .chars()
+        .filter(|c| {
+            !c.is_control() && !matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+        })
+        .take(MAX + 1)
+        .collect();
+    if out.chars().count() > MAX {
+        out = out.chars().take(MAX).collect();
+        out.push('…');
+    }
+    out
 }
 
 /// The router with every route and compression (for the non-feed routes; feeds come
@@ -182,7 +439,8 @@ fn site_of(state: &AppState, id: &str) -> Option<Arc<Site>> {
     state.sites.borrow().sites.get(id).cloned()
 }
 
-/// This service's public base: the configured URL, else the request's Host.
+/// This service's public base: the configured URL, else the request's Host (lowercased;
+/// one with characters a host cannot have, or longer than 255, counts as `localhost`).
 fn base(state: &AppState, headers: &HeaderMap) -> String {
     if let Some(b) = &state.base_url {
         return b.as_str().trim_end_matches('/').to_owned();
@@ -191,60 +449,72 @@ fn base(state: &AppState, headers: &HeaderMap) -> String {
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
         .filter(|h| {
-            h.chars()
-                .all(|c| c.is_ascii_alphanumeric() || "-.:[]".contains(c))
+            !h.is_empty()
+                && h.len() <= 255
+                && h.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-.:[]".contains(c))
         })
         .unwrap_or("localhost");
-    format!("http://{host}")
+    format!("http://{}", host.to_ascii_lowercase())
 }
 
 async fn feed(
     State(state): State<Arc<AppState>>,
-    Path(file): Path<String>,
+    file: Result<Path<String>, axum::extract::rejection::PathRejection>,
     method: Method,
     headers: HeaderMap,
 ) -> Result<Response, AppError> {
+    let Path(file) = file.map_err(|_| AppError::NotFound("(a name that is not UTF-8)".into()))?;
     let id = file
         .strip_suffix(".atom")
         .ok_or_else(|| AppError::NotFound(file.clone()))?;
     let site = site_of(&state, id).ok_or_else(|| AppError::NotFound(file.clone()))?;
-    let self_url = format!("{}/feeds/{}.atom", base(&state, &headers), site.id);
-    let cached = cached_feed(&state, &site, self_url)?;
+    let base = base(&state, &headers);
+    let cached = cached_feed(&state, &site).await?;
+    let middle = cached.middle(&base);
+    let etag = cached.etag(&middle);
 
     let encoding = choose_encoding(&headers);
-    let (body, tag_suffix, content_encoding) = match encoding {
-        Enc::Brotli => (cached.brotli.clone(), "-br", Some("br")),
-        Enc::Gzip => (cached.gzip.clone(), "-gz", Some("gzip")),
-        Enc::Identity => (cached.identity.clone(), "", None),
+    let brotli = match encoding {
+        Enc::Brotli => brotli_variant(&state, &site, &cached, &base).await,
+        _ => None,
     };
-    let etag = format!("\"{}{tag_suffix}\"", cached.etag);
+    let (chunks, tag_suffix, content_encoding): (Vec<Bytes>, _, _) = match (encoding, brotli) {
+        (Enc::Brotli, Some(br)) => (vec![br], "-br", Some("br")),
+        (Enc::Brotli | Enc::Gzip, _) => (cached.gzip.splice(&middle).into(), "-gz", Some("gzip")),
+        (Enc::Identity, _) => (cached.identity(&middle).into(), "", None),
+    };
     let last_modified = cached
         .last_modified
         .format("%a, %d %b %Y %H:%M:%S GMT")
         .to_string();
     let mut h = HeaderMap::new();
-    h.insert(header::ETAG, hv(&etag));
+    h.insert(header::ETAG, hv(&format!("\"{etag}{tag_suffix}\"")));
     h.insert(header::LAST_MODIFIED, hv(&last_modified));
     h.insert(
         header::CACHE_CONTROL,
         hv(&format!("public, max-age={}", cached.max_age)),
     );
     h.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
-    if not_modified(&headers, &cached.etag, cached.last_modified) {
+    if not_modified(&headers, &etag, cached.last_modified) {
         return Ok((StatusCode::NOT_MODIFIED, h).into_response());
     }
     h.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/atom+xml; charset=utf-8"),
     );
-    h.insert(header::CONTENT_LENGTH, hv(&body.len().to_string()));
+    let length: usize = chunks.iter().map(Bytes::len).sum();
+    h.insert(header::CONTENT_LENGTH, hv(&length.to_string()));
     if let Some(ce) = content_encoding {
         h.insert(header::CONTENT_ENCODING, HeaderValue::from_static(ce));
     }
     let body = if method == Method::HEAD {
         Body::empty()
     } else {
-        Body::from(body)
+        // The chunks go out as they are: no copy of the shared feed bytes per request.
+        Body::from_stream(futures_util::stream::iter(
+            chunks.into_iter().map(Ok::<_, std::convert::Infallible>),
+        ))
     };
     Ok((StatusCode::OK, h, body).into_response())
 }
@@ -253,54 +523,91 @@ fn hv(s: &str) -> HeaderValue {
     HeaderValue::from_str(s).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
-/// The cached feed, rendered anew only when the site's items or rules changed.
-fn cached_feed(
-    state: &AppState,
-    site: &Site,
-    self_url: String,
-) -> Result<Arc<CachedFeed>, AppError> {
+/// The cached feed, rendered anew only when the site's items or rules changed; a burst of
+/// polls after a change waits for one rendering.
+async fn cached_feed(state: &AppState, site: &Arc<Site>) -> Result<Arc<RenderedFeed>, AppError> {
+    let slot = state.slot(&site.id);
     let generation = state.store.generation(&site.id);
-    if let Ok(cache) = state.cache.lock() {
-        if let Some(c) = cache.get(&site.id) {
-            if c.generation == generation
-                && c.fingerprint == site.fingerprint
-                && c.self_url == self_url
-            {
-                return Ok(c.clone());
-            }
-        }
+    if let Some(c) = slot.fresh(generation, &site.fingerprint) {
+        return Ok(c);
     }
-    let items = state.store.recent(&site.id, site.max_items)?;
-    let now = Utc::now();
-    let meta = FeedMeta {
-        site_id: site.id.clone(),
-        title: site.title.clone(),
-        home: site.home.as_ref().map(|h| h.to_string()),
-        self_url: self_url.clone(),
-        language: site.language.clone(),
-        timezone: site.timezone,
-    };
-    let identity = Bytes::from(render(&meta, &items, now));
-    let last_modified = items.iter().map(|i| i.updated).max().unwrap_or(now);
-    let c = Arc::new(CachedFeed {
-        generation,
-        fingerprint: site.fingerprint,
-        etag: blake3::hash(&identity).to_hex()[..32].to_owned(),
-        gzip: gzip(&identity),
-        brotli: brotli_compress(&identity),
-        identity,
-        self_url,
-        last_modified,
-        max_age: max_age(site, now),
-    });
+    let _rendering = slot.render.lock().await;
+    let generation = state.store.generation(&site.id);
+    if let Some(c) = slot.fresh(generation, &site.fingerprint) {
+        return Ok(c);
+    }
+    let store = state.store.clone();
+    let job_site = site.clone();
+    let rendered = cpu_bound(move || -> Result<RenderedFeed, AppError> {
+        let site = job_site;
+        let items = store.recent(&site.id, site.max_items)?;
+        let now = Utc::now();
+        let placeholder = placeholder();
+        let meta = FeedMeta {
+            site_id: site.id.clone(),
+            title: site.title.clone(),
+            home: site.home.as_ref().map(|h| h.to_string()),
+            self_url: format!("{placeholder}/feeds/{}.atom", site.id),
+            language: site.language.clone(),
+            timezone: site.timezone,
+        };
+        let identity = render(&meta, &items, now);
+        let last_modified = items.iter().map(|i| i.updated).max().unwrap_or(now);
+        Ok(RenderedFeed::new(
+            identity,
+            placeholder,
+            generation,
+            &site,
+            last_modified,
+            max_age(&site, now),
+        ))
+    })
+    .await??;
+    let rendered = Arc::new(rendered);
     state
         .metrics
         .add("feedbridge_feed_renders_total", &[("site", &site.id)], 1.0);
-    if let Ok(mut cache) = state.cache.lock() {
-        cache.retain(|id, _| state.sites.borrow().sites.contains_key(id));
-        cache.insert(site.id.clone(), c.clone());
+    if let Ok(mut current) = slot.current.lock() {
+        *current = Some(rendered.clone());
     }
-    Ok(c)
+    Ok(rendered)
+}
+
+/// Brotli bytes of `cached` for `base`: kept for the first few bases asking, compressed
+/// only when no other compression of this feed is running; `None` means serve gzip.
+async fn brotli_variant(
+    state: &AppState,
+    site: &Site,
+    cached: &Arc<RenderedFeed>,
+    base: &str,
+) -> Option<Bytes> {
+    if let Some(b) = cached.cached_brotli(base) {
+        return Some(b);
+    }
+    if cached.brotli_full() {
+        return None;
+    }
+    let slot = state.slot(&site.id);
+    let _compressing = slot.render.try_lock().ok()?;
+    if let Some(b) = cached.cached_brotli(base) {
+        return Some(b);
+    }
+    let job = cached.clone();
+    let middle = cached.middle(base);
+    let bytes = cpu_bound(move || {
+        let mut identity = Vec::with_capacity(job.prefix.len() + middle.len() + job.suffix.len());
+        for part in job.identity(&middle) {
+            identity.extend_from_slice(&part);
+        }
+        brotli_compress(&identity)
+    })
+    .await
+    .ok()?;
+    let mut variants = cached.brotli.lock().ok()?;
+    if variants.len() < BROTLI_VARIANTS {
+        variants.push((base.to_owned(), bytes.clone()));
+    }
+    Some(bytes)
 }
 
 /// Polls more often than the site changes are wasted: cache for the schedule's interval
@@ -312,12 +619,6 @@ fn max_age(site: &Site, now: DateTime<Utc>) -> u64 {
         (Some(a), Some(b)) => ((b - a).num_seconds().max(0) as u64).clamp(60, 3600),
         _ => 3600,
     }
-}
-
-fn gzip(data: &[u8]) -> Bytes {
-    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    let _ = enc.write_all(data);
-    enc.finish().map(Bytes::from).unwrap_or_default()
 }
 
 /// Quality 6 with a 1 MiB window: measured on a 391 KB feed, quality 9 / 4 MiB window
@@ -500,19 +801,355 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
 }
 
-/// Serves `app` (behind [`limited`]) on `listener` until `shutdown` turns true.
+/// What `serve` allows each socket.
+#[derive(Debug, Clone, Copy)]
+pub struct SocketLimits {
+    /// Requests answered at once before a 503 ([`limited`]).
+    pub max_in_flight: usize,
+    /// Open client sockets; one more gets a 503 and is closed.
+    pub max_open: usize,
+    /// Time for a request's head, from the connect or the previous response (hyper's
+    /// header timer, which also bounds an idle keep-alive connection).
+    pub header_timeout: Duration,
+    /// A socket on which no byte moves and no request is being answered is closed after
+    /// this (and one stalled mid-response after twice this).
+    pub idle_timeout: Duration,
+}
+
+/// Time in-flight requests get to finish at shutdown.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Sockets past the open cap being answered 503 at once; past this many they are closed
+/// without a word (each holds a descriptor for at most a second, mostly 200 ms).
+const MAX_REJECTING: usize = 64;
+
+/// Serves `app` (behind [`limited`]) on `listener` until `shutdown` turns true, then lets
+/// requests in flight finish for up to 5 s.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     app: Router,
-    max_concurrent: usize,
+    limits: SocketLimits,
     mut shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
-    let service = tower::make::Shared::new(limited(app, max_concurrent));
-    axum::serve(listener, service)
-        .with_graceful_shutdown(async move {
-            let _ = shutdown.wait_for(|s| *s).await;
-        })
-        .await
+    let service = limited(app, limits.max_in_flight);
+    let max_open = limits.max_open.clamp(1, MAX_OPEN_CONNECTIONS);
+    let open = Arc::new(tokio::sync::Semaphore::new(max_open));
+    let rejecting = Arc::new(tokio::sync::Semaphore::new(MAX_REJECTING));
+    let mut rejected = 0u64;
+    let mut last_warning: Option<tokio::time::Instant> = None;
+    let mut warn = |what: &str, detail: String| {
+        // At most one line per 10 s: an attack must not flood the log.
+        let now = tokio::time::Instant::now();
+        if last_warning.is_none_or(|t| now - t >= Duration::from_secs(10)) {
+            last_warning = Some(now);
+            tracing::warn!("{what}: {detail}");
+        }
+    };
+    loop {
+        let accepted = tokio::select! {
+            _ = shutdown.wait_for(|s| *s) => break,
+            a = listener.accept() => a,
+        };
+        let stream = match accepted {
+            Ok((stream, _peer)) => stream,
+            Err(e) => {
+                // Out of descriptors (EMFILE) and the like: back off instead of spinning.
+                warn("cannot accept a connection", e.to_string());
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        match open.clone().try_acquire_owned() {
+            Ok(permit) => {
+                tokio::spawn(connection(
+                    stream,
+                    service.clone(),
+                    limits,
+                    shutdown.clone(),
+                    permit,
+                ));
+            }
+            Err(_) => {
+                rejected += 1;
+                warn(
+                    "open connection cap reached",
+                    format!("{max_open} open, {rejected} turned away so far"),
+                );
+                if let Ok(permit) = rejecting.clone().try_acquire_owned() {
+                    tokio::spawn(reject(stream, permit));
+                }
+            }
+        }
+    }
+    drop(listener);
+    // Each connection saw the shutdown too; its permit comes back when it is done.
+    let _ = tokio::time::timeout(SHUTDOWN_GRACE, open.acquire_many(max_open as u32)).await;
+    Ok(())
+}
+
+/// Upper bound of `max_open` (the semaphore counts in u32).
+const MAX_OPEN_CONNECTIONS: usize = 1 << 20;
+
+/// When the last byte moved on a connection and whether a request is being answered.
+struct Activity {
+    epoch: tokio::time::Instant,
+    last_ms: std::sync::atomic::AtomicU64,
+    in_service: std::sync::atomic::AtomicUsize,
+}
+
+impl Activity {
+    fn new() -> Activity {
+        Activity {
+            epoch: tokio::time::Instant::now(),
+            last_ms: Default::default(),
+            in_service: Default::default(),
+        }
+    }
+
+    fn touch(&self) {
+        let ms = self.epoch.elapsed().as_millis() as u64;
+        self.last_ms.store(ms, Ordering::Relaxed);
+    }
+
+    fn last(&self) -> tokio::time::Instant {
+        self.epoch + Duration::from_millis(self.last_ms.load(Ordering::Relaxed))
+    }
+}
+
+/// Counts a request as being answered while alive.
+struct InService(Arc<Activity>);
+
+impl InService {
+    fn enter(activity: &Arc<Activity>) -> InService {
+        activity.in_service.fetch_add(1, Ordering::Relaxed);
+        InService(activity.clone())
+    }
+}
+
+impl Drop for InService {
+    fn drop(&mut self) {
+        self.0.in_service.fetch_sub(1, Ordering::Relaxed);
+        self.0.touch();
+    }
+}
+
+/// A socket that records when bytes move.
+struct Tracked {
+    inner: tokio::net::TcpStream,
+    activity: Arc<Activity>,
+}
+
+impl tokio::io::AsyncRead for Tracked {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let r = std::pin::Pin::new(&mut self.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.activity.touch();
+        }
+        r
+    }
+}
+
+impl tokio::io::AsyncWrite for Tracked {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        data: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let r = std::pin::Pin::new(&mut self.inner).poll_write(cx, data);
+        if matches!(r, std::task::Poll::Ready(Ok(n)) if n > 0) {
+            self.activity.touch();
+        }
+        r
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let r = std::pin::Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        if matches!(r, std::task::Poll::Ready(Ok(n)) if n > 0) {
+            self.activity.touch();
+        }
+        r
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// One client connection, HTTP/1.1 with keep-alive, until the client leaves, a timeout
+/// closes it, or shutdown (requests in flight finish, for at most [`SHUTDOWN_GRACE`]).
+async fn connection<S>(
+    stream: tokio::net::TcpStream,
+    service: S,
+    limits: SocketLimits,
+    mut shutdown: watch::Receiver<bool>,
+    _open: tokio::sync::OwnedSemaphorePermit,
+) where
+    S: tower::Service<
+            axum::extract::Request,
+            Response = Response,
+            Error = std::convert::Infallible,
+        > + Clone
+        + Send
+        + 'static,
+    S::Future: Send,
+{
+    use tower::ServiceExt;
+    let activity = Arc::new(Activity::new());
+    let io = hyper_util::rt::TokioIo::new(Tracked {
+        inner: stream,
+        activity: activity.clone(),
+    });
+    let requests = activity.clone();
+    let hyper_service =
+        hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+            let answering = InService::enter(&requests);
+            let service = service.clone();
+            async move {
+                let response = service.oneshot(req.map(Body::new)).await;
+                drop(answering);
+                response
+            }
+        });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(limits.header_timeout)
+        .serve_connection(io, hyper_service);
+    tokio::pin!(conn);
+    let idle = limits.idle_timeout;
+    let mut check = tokio::time::Instant::now() + idle;
+    let mut shutdown_deadline: Option<tokio::time::Instant> = None;
+    let mut idle_closing = false;
+    loop {
+        let wake = shutdown_deadline.map_or(check, |d| d.min(check));
+        tokio::select! {
+            _ = conn.as_mut() => return,
+            _ = shutdown.wait_for(|s| *s), if shutdown_deadline.is_none() => {
+                conn.as_mut().graceful_shutdown();
+                shutdown_deadline = Some(tokio::time::Instant::now() + SHUTDOWN_GRACE);
+            }
+            _ = tokio::time::sleep_until(wake) => {
+                let now = tokio::time::Instant::now();
+                if shutdown_deadline.is_some_and(|d| now >= d) {
+                    return;
+                }
+                let busy = activity.in_service.load(Ordering::Relaxed) > 0;
+                let quiet_until = activity.last() + idle;
+                if busy || now < quiet_until {
+                    check = if busy { now + idle } else { quiet_until };
+                    continue;
+                }
+                if idle_closing {
+                    // Still no byte moved: a client that reads nothing of its response.
+                    return;
+                }
+                // Idle: hyper closes at once between requests, or after the response
+                // being written; a stalled one gets one more idle period.
+                conn.as_mut().graceful_shutdown();
+                idle_closing = true;
+                check = now + idle;
+            }
+        }
+    }
+}
+
+/// Answers a socket past the open cap with a 503 and closes it, first reading what the
+/// client already sent (for at most 200 ms) so that the close does not reset the answer
+/// away; the socket is gone within a second whatever the client does.
+async fn reject(mut stream: tokio::net::TcpStream, _slot: tokio::sync::OwnedSemaphorePermit) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    const ANSWER: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nConnection: close\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 44\r\n\r\ntoo many open connections, retry in a moment\n";
+    let answered = tokio::time::timeout(Duration::from_millis(800), async {
+        stream.write_all(ANSWER).await?;
+        stream.shutdown().await
+    })
+    .await;
+    if !matches!(answered, Ok(Ok(()))) {
+        return;
+    }
+    let _ = tokio::time::timeout(Duration::from_millis(200), async {
+        let mut sink = [0u8; 4096];
+        let mut drained = 0;
+        while drained < 65536 {
+            let n = stream.read(&mut sink).await?;
+            if n == 0 {
+                break;
+            }
+            drained += n;
+        }
+        Ok::<_, std::io::Error>(())
+    })
+    .await;
+}
+
+/// Raises the soft open-file limit to the hard one (each client socket is a descriptor);
+/// returns the soft limit now in force, `None` when unlimited or unknown.
+pub fn raise_fd_limit() -> Option<u64> {
+    #[cfg(unix)]
+    {
+        use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+        let limit = getrlimit(Resource::Nofile);
+        let current = limit.current?;
+        match limit.maximum {
+            Some(max) if max > current => {
+                let raised = Rlimit {
+                    current: Some(max),
+                    maximum: Some(max),
+                };
+                match setrlimit(Resource::Nofile, raised) {
+                    Ok(()) => Some(max),
+                    Err(e) => {
+                        tracing::warn!(error = %e, current, max, "cannot raise the open-file limit");
+                        Some(current)
+                    }
+                }
+            }
+            _ => Some(current),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        None
+    }
+}
+
+/// Descriptors kept for everything but client sockets: the store, selector files, crawl
+/// connections, sockets being turned away.
+const FD_HEADROOM: u64 = 256;
+
+/// The open-connection cap for an open-file limit: the limit minus [`FD_HEADROOM`]
+/// (at least half of a small limit stays for the rest).
+pub fn default_open_connections(fd_limit: Option<u64>) -> usize {
+    match fd_limit {
+        None => 16_384,
+        Some(n) => {
+            let cap = n.saturating_sub(FD_HEADROOM.min(n / 2)).max(16);
+            usize::try_from(cap).map_or(MAX_OPEN_CONNECTIONS, |c| c.min(MAX_OPEN_CONNECTIONS))
+        }
+    }
 }
 
 #[cfg(test)]
@@ -557,6 +1194,73 @@ mod tests {
         assert_eq!(first.await.unwrap().unwrap().status(), StatusCode::OK);
         let ok = svc.oneshot(get_req("/fast")).await.unwrap();
         assert_eq!(ok.status(), StatusCode::OK);
+    }
+
+    fn gunzip(parts: &[Bytes]) -> Vec<u8> {
+        let joined: Vec<u8> = parts.iter().flat_map(|p| p.iter().copied()).collect();
+        let mut out = Vec::new();
+        std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&joined[..]), &mut out)
+            .expect("a valid gzip member");
+        out
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn gzip_splice_decodes_to_prefix_middle_suffix(
+            prefix in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..3000),
+            middle in "[a-z0-9.:-]{0,80}",
+            suffix_seed in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200),
+            repeat in 1usize..60,
+        ) {
+            // A repetitive suffix, so that its deflate stream uses back-references.
+            let suffix: Vec<u8> = suffix_seed.iter().copied().cycle().take(suffix_seed.len() * repeat).collect();
+            let parts = GzipParts::new(&prefix, &suffix);
+            let mut expected = prefix.clone();
+            expected.extend_from_slice(middle.as_bytes());
+            expected.extend_from_slice(&suffix);
+            proptest::prop_assert_eq!(gunzip(&parts.splice(middle.as_bytes())), expected);
+        }
+    }
+
+    #[test]
+    fn gzip_splice_of_a_base_longer_than_one_stored_block() {
+        let feed = "<feed>".repeat(5000);
+        let parts = GzipParts::new(feed.as_bytes(), feed.as_bytes());
+        let long = vec![b'x'; 70_000];
+        let out = gunzip(&parts.splice(&long));
+        assert_eq!(out.len(), feed.len() * 2 + long.len());
+        assert_eq!(&out[feed.len()..feed.len() + long.len()], &long[..]);
+        assert_eq!(gunzip(&parts.splice(b"")), feed.repeat(2).into_bytes());
+    }
+
+    #[test]
+    fn echoed_names_lose_controls_and_bidi_and_are_capped() {
+        let name = "a\0b\x1b[31mc\u{85}d\u{202e}e\u{2066}f\u{7f}.atom";
+        assert_eq!(printable_name(name), "ab[31mcdef.atom");
+        let long = printable_name(&"é".repeat(500));
+        assert_eq!(long.chars().count(), 101);
+        assert!(long.ends_with('…'));
+        let e = AppError::NotFound("x\u{202e}y".into()).to_string();
+        assert_eq!(e, "no such feed: xy");
+    }
+
+    #[test]
+    fn placeholder_splits_the_rendering_once() {
+        let ph = placeholder();
+        let text = format!("<feed><link href=\"{ph}/feeds/a.atom\"/><entry>{ph}x</entry>");
+        // Twice: `RenderedFeed::new` serves such a rendering unspliced.
+        let found: Vec<usize> = find_all(text.as_bytes(), ph.as_bytes()).collect();
+        assert_eq!(found.len(), 2);
+        assert_eq!(xml_attr("http://a.b"), "http://a.b");
+        assert_eq!(xml_attr("http://a/?x=1&y='"), "http://a/?x=1&amp;y=&apos;");
+    }
+
+    #[test]
+    fn default_open_connections_leave_headroom() {
+        assert_eq!(default_open_connections(Some(1024)), 768);
+        assert_eq!(default_open_connections(Some(100)), 50);
+        assert_eq!(default_open_connections(Some(10)), 16);
+        assert!(default_open_connections(None) > 1000);
     }
 
     #[test]
