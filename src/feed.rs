@@ -9,8 +9,8 @@ use atom_syndication::{Category, Content, Entry, Feed, Generator, Link, Person, 
 use chrono::{DateTime, FixedOffset, Utc};
 use chrono_tz::Tz;
 
+use crate::model::StoredItem;
 use crate::model::{uuid_urn, xml_safe};
-use crate::store::StoredItem;
 
 /// What the feed says about itself.
 #[derive(Debug, Clone)]

@@ -3,7 +3,7 @@
 //! Everything here is what one stage hands to the next: list entries from extraction,
 //! items to the store, stored items to the feed renderer.
 
-use chrono::{DateTime, FixedOffset};
+use chrono::{DateTime, FixedOffset, Utc};
 use serde::{Deserialize, Serialize};
 use url::Url;
 
@@ -212,6 +212,26 @@ pub fn xml_safe(s: &str) -> std::borrow::Cow<'_, str> {
         std::borrow::Cow::Owned(s.chars().filter(|c| !is_stripped_char(*c)).collect())
     } else {
         std::borrow::Cow::Borrowed(s)
+    }
+}
+
+/// An item as stored: what was extracted plus what only state can know. Plain data, so
+/// feed rendering reads it without depending on the store.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredItem {
+    pub item: Item,
+    pub first_seen: DateTime<Utc>,
+    /// Last time a reader-visible value changed (the entry's Atom `updated`).
+    pub updated: DateTime<Utc>,
+    /// Milliseconds the `by_date` index sorts by (published, else first seen).
+    pub(crate) sort_ms: i64,
+    /// Hex blake3 of the reader-visible values: a change makes an update.
+    pub(crate) hash: String,
+}
+
+impl StoredItem {
+    pub fn key(&self) -> ItemKey {
+        self.item.key()
     }
 }
 

@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 use sled::Transactional;
 
-use crate::model::{Item, ItemKey, Validators};
+use crate::model::{Item, ItemKey, StoredItem, Validators};
 
 /// 2: validators per (site, rules) instead of per URL; the version-1 `validators` tree is
 /// dropped on open (it only costs one unconditional read per list page).
@@ -94,24 +94,6 @@ fn open_error(dir: &Path, e: &std::io::Error) -> StoreError {
             path: shown(dir),
             message: e.to_string(),
         },
-    }
-}
-
-/// An item as stored: what was extracted plus what only state can know.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct StoredItem {
-    pub item: Item,
-    pub first_seen: DateTime<Utc>,
-    /// Last time a reader-visible value changed (the entry's Atom `updated`).
-    pub updated: DateTime<Utc>,
-    /// Milliseconds the `by_date` index sorts by (published, else first seen).
-    sort_ms: i64,
-    hash: String,
-}
-
-impl StoredItem {
-    pub fn key(&self) -> ItemKey {
-        self.item.key()
     }
 }
 

@@ -18,9 +18,10 @@ use chrono_tz::Tz;
 
 use super::{base, site_of, AppError, AppState};
 use crate::feed::html_to_text;
+use crate::model::StoredItem;
 use crate::schedule::next_run;
 use crate::site::{Site, SiteError};
-use crate::store::{Outcome, RunStatus, StoredItem};
+use crate::store::{Outcome, RunStatus};
 
 /// Runs shown on a site's page.
 const RUNS_SHOWN: usize = 10;

@@ -8,9 +8,9 @@ use std::path::{Path, PathBuf};
 use chrono::{TimeZone, Utc};
 use feedbridge::extract::{extract_article, extract_list, normalize_text};
 use feedbridge::feed::{render, FeedMeta};
+use feedbridge::model::StoredItem;
 use feedbridge::model::{is_stripped_char, xml_safe, Item, ListEntry, Page};
 use feedbridge::site::{self, Source};
-use feedbridge::store::StoredItem;
 use proptest::prelude::*;
 use url::Url;
 
