@@ -100,6 +100,8 @@ pub struct Site {
     pub keep_items: usize,
     /// Spacing between requests to this site's hosts; `None` = the service default.
     pub delay: Option<Duration>,
+    /// A run past this stops and keeps what it stored (`run_timeout`, default 10 min).
+    pub run_timeout: Duration,
     pub robots: bool,
     /// Re-fetch already stored articles each run, so edits become updates.
     pub revisit: bool,
@@ -148,6 +150,7 @@ struct RawSite {
     max_items: Option<Spanned<i64>>,
     keep_items: Option<Spanned<i64>>,
     delay: Option<Spanned<String>>,
+    run_timeout: Option<Spanned<String>>,
     robots: Option<bool>,
     revisit: Option<bool>,
     list: Option<Spanned<RawList>>,
@@ -389,6 +392,18 @@ impl Ctx<'_> {
             max_items,
             keep_items,
             delay,
+            run_timeout: match &raw.run_timeout {
+                None => DEFAULT_RUN_TIMEOUT,
+                Some(d) => parse_duration(d.get_ref())
+                    .ok()
+                    .filter(|t| !t.is_zero())
+                    .ok_or_else(|| {
+                        self.at(
+                            d.span().start,
+                            format!("run_timeout {:?} must be a duration above 0s and up to 24h, e.g. \"10m\"", d.get_ref()),
+                        )
+                    })?,
+            },
             robots: raw.robots.unwrap_or(true),
             revisit: raw.revisit.unwrap_or(false),
             fingerprint: *blake3::hash(self.text.as_bytes()).as_bytes(),
@@ -602,6 +617,9 @@ impl Ctx<'_> {
         Ok(field)
     }
 }
+
+/// How long a run may take unless the site's file says otherwise.
+pub const DEFAULT_RUN_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// `"1s"`, `"500ms"`, `"2m"`, `"1h"`, `"0s"`.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
