@@ -21,3 +21,6 @@ mod service;
 
 #[path = "integration/upstream.rs"]
 mod upstream;
+
+#[path = "integration/crawl_safety.rs"]
+mod crawl_safety;
