@@ -123,5 +123,13 @@ fn hostile(bencher: Bencher, kind: &str) {
     let now = Utc.with_ymd_and_hms(2026, 11, 29, 0, 0, 0).unwrap();
     bencher
         .counter(divan::counter::BytesCount::new(page.body.len()))
-        .bench(|| black_box(extract_article(black_box(&page), &site, &rules, &entry, now)));
+        .bench(|| {
+            black_box(extract_article(
+                black_box(&page),
+                &site,
+                &rules,
+                &entry,
+                now,
+            ))
+        });
 }

@@ -62,10 +62,11 @@ mod tests {
         let here = std::thread::current().id();
         let there = run_cpu(move || std::thread::current().id()).await.unwrap();
         assert_ne!(here, there);
-        let caught = futures_util::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(
-            run_cpu(|| panic!("boom")),
-        ))
-        .await;
+        let caught =
+            futures_util::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(run_cpu(|| {
+                panic!("boom")
+            })))
+            .await;
         assert!(caught.is_err());
         // The permit of the panicked call came back.
         assert_eq!(run_cpu(|| 7).await.unwrap(), 7);

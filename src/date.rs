@@ -457,7 +457,10 @@ mod tests {
     fn absurd_relative_dates_are_out_of_range_not_panics() {
         for text in ["100000000天前", "99999999999天前", "4294967295小时前"] {
             assert!(
-                matches!(parse(text, None, Shanghai, now()), Err(DateError::OutOfRange(_))),
+                matches!(
+                    parse(text, None, Shanghai, now()),
+                    Err(DateError::OutOfRange(_))
+                ),
                 "{text}"
             );
         }
@@ -466,7 +469,11 @@ mod tests {
     /// Whatever a page prints, parsing (and what extraction then does with the date:
     /// moving it into the site's zone, formatting it for the feed) never panics.
     fn never_panics(text: &str) {
-        let zones = [Shanghai, chrono_tz::America::New_York, chrono_tz::Pacific::Kiritimati];
+        let zones = [
+            Shanghai,
+            chrono_tz::America::New_York,
+            chrono_tz::Pacific::Kiritimati,
+        ];
         for tz in zones {
             // The clock is the real one in production: today and a century either side.
             let days = Duration::days(36_525);

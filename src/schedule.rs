@@ -289,7 +289,9 @@ pub async fn read_lists(
             let parsed = match parsed {
                 Ok(p) => p,
                 Err(e) => {
-                    lists.error.get_or_insert(("internal".into(), e.to_string()));
+                    lists
+                        .error
+                        .get_or_insert(("internal".into(), e.to_string()));
                     break;
                 }
             };
@@ -552,7 +554,10 @@ pub struct InternalErrors(Mutex<BTreeSet<String>>);
 
 impl InternalErrors {
     fn set(&self, site: &str, failing: bool) {
-        let mut ids = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut ids = self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         if failing {
             ids.insert(site.to_owned());
         } else {
@@ -562,7 +567,10 @@ impl InternalErrors {
 
     /// The ids of the sites in internal-error, sorted.
     pub fn sites(&self) -> Vec<String> {
-        let ids = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let ids = self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         ids.iter().cloned().collect()
     }
 }

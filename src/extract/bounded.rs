@@ -593,23 +593,36 @@ mod tests {
         let div = doc.select(&Selector::parse("#d").unwrap()).next().unwrap();
         assert_eq!(div.value().attrs().count(), MAX_ATTRIBUTES);
         assert!(div.text().any(|t| t == "text"));
-        assert!(doc.select(&Selector::parse("p#after").unwrap()).next().is_some());
+        assert!(doc
+            .select(&Selector::parse("p#after").unwrap())
+            .next()
+            .is_some());
     }
 
     #[test]
     fn deep_nesting_is_flattened_and_text_kept() {
         let n = 5000;
-        let html = format!("{}deep{}<p id=after>x</p>", "<div>".repeat(n), "</div>".repeat(n));
+        let html = format!(
+            "{}deep{}<p id=after>x</p>",
+            "<div>".repeat(n),
+            "</div>".repeat(n)
+        );
         let doc = parse_document(&html);
         let divs = doc.select(&Selector::parse("div").unwrap()).count();
         assert!(divs < MAX_OPEN, "{divs} divs");
         assert!(doc.root_element().text().any(|t| t == "deep"));
-        assert!(doc.select(&Selector::parse("body > p#after").unwrap()).next().is_some());
+        assert!(doc
+            .select(&Selector::parse("body > p#after").unwrap())
+            .next()
+            .is_some());
     }
 
     #[test]
     fn fragments_parse_as_scraper_does() {
         let html = "<p>a <b>b</b></p><script>x<y</script>";
-        assert_eq!(parse_fragment(html).html(), Html::parse_fragment(html).html());
+        assert_eq!(
+            parse_fragment(html).html(),
+            Html::parse_fragment(html).html()
+        );
     }
 }

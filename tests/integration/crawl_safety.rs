@@ -172,8 +172,9 @@ async fn hostile_pages_do_not_freeze_the_server() {
     let tmp = TempDir::new("safety-hostile");
     let normal = tmp.join("normal");
     small_site(&normal, 3, "");
-    let normal_origin =
-        feedbridge::fixture_server::FixtureServer::start(&normal, 0).await.expect("fixture");
+    let normal_origin = feedbridge::fixture_server::FixtureServer::start(&normal, 0)
+        .await
+        .expect("fixture");
 
     let links = ["/n1.html", "/w1.html"];
     let mut pages = HashMap::new();
@@ -218,7 +219,10 @@ async fn hostile_pages_do_not_freeze_the_server() {
     let mut polls = 0;
     let deadline = Instant::now() + Duration::from_secs(120);
     let finished = loop {
-        assert!(Instant::now() < deadline, "the hostile crawl did not finish");
+        assert!(
+            Instant::now() < deadline,
+            "the hostile crawl did not finish"
+        );
         for url in [format!("{base}/healthz"), feed.clone()] {
             let (status, took) = timed_get(&url).await;
             assert_eq!(status, 200, "{url}");
