@@ -660,6 +660,10 @@ impl Scheduler {
             .map(|(id, _)| id.clone())
             .collect();
         for id in stale {
+            if !sites.contains_key(&id) {
+                // A removed site no longer degrades the service.
+                self.internal_errors.set(&id, false);
+            }
             if let Some(t) = tasks.remove(&id) {
                 // The run in flight finishes with the rules it started with; a successor
                 // for the same site waits for it, so a site never runs twice at once.
