@@ -36,7 +36,7 @@ pub const MAX_ATTRIBUTES: usize = 256;
 /// Open elements plus active formatting elements beyond which start tags are dropped.
 pub const MAX_OPEN: usize = 512;
 /// Elements per page; later start tags are dropped (their text is kept).
-pub const MAX_ELEMENTS: usize = 200_000;
+pub const MAX_ELEMENTS: usize = 100_000;
 
 /// [`scraper::Html::parse_document`] with a bounded cost.
 pub fn parse_document(text: &str) -> Html {
@@ -124,6 +124,12 @@ enum Switch {
     Plaintext,
 }
 
+/// The start tags after which the tree builder may switch the tokenizer to raw text.
+const SWITCHING: &[&str] = &[
+    "title", "textarea", "style", "xmp", "iframe", "noembed", "noframes", "noscript",
+    "script", "plaintext",
+];
+
 fn is_ws(b: u8) -> bool {
     matches!(b, b'\t' | b'\n' | b'\x0c' | b'\r' | b' ')
 }
@@ -163,7 +169,11 @@ fn scan(b: &[u8], feeder: &mut Feeder<'_>) {
                 let Some(tag) = scan_tag(b, lt + 1, feeder) else {
                     return;
                 };
-                feeder.feed_to(tag.end);
+                // Only these start tags can switch the tokenizer to raw text; feeding
+                // html5ever just for them keeps the per-tag cost to the scan itself.
+                if SWITCHING.contains(&tag.name.as_str()) {
+                    feeder.feed_to(tag.end);
+                }
                 match feeder.switch() {
                     Some(Switch::Plaintext) => return,
                     Some(Switch::Raw(kind)) => match raw_text_end(b, tag.end, &tag.name, kind) {
@@ -498,8 +508,11 @@ impl Guard {
                     *n -= 1;
                     // It may close elements: count again before the next start tag.
                     st.flat = false;
+                    return true;
                 }
-                true
+                // A stray end tag can make an element (`</p>` an empty p, `</br>` a br):
+                // past a cap, it is dropped like the start tags.
+                !(st.flat || st.elements >= MAX_ELEMENTS)
             }
             TagKind::StartTag => {
                 if st.elements >= MAX_ELEMENTS {
@@ -615,6 +628,15 @@ mod tests {
             .select(&Selector::parse("body > p#after").unwrap())
             .next()
             .is_some());
+    }
+
+    #[test]
+    fn elements_past_the_cap_are_dropped_and_text_kept() {
+        let html = "<p>flat</p>".repeat(MAX_ELEMENTS + 1000) + "<p>last";
+        let doc = parse_document(&html);
+        let ps = doc.select(&Selector::parse("p").unwrap()).count();
+        assert!(ps <= MAX_ELEMENTS, "{ps} p elements");
+        assert!(doc.root_element().text().any(|t| t.contains("last")));
     }
 
     #[test]
