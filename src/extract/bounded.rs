@@ -639,6 +639,27 @@ mod tests {
         assert!(doc.root_element().text().any(|t| t.contains("last")));
     }
 
+    const SOUP: &[&str] = &[
+        "<div>", "</div>", "<script>", "</script>", "<script", "<!--", "-->", "--!>",
+        "<p a=1 b='2' c=\"3\">", "<svg>", "</svg>", "<math>", "<title>", "</title>",
+        "<textarea>", "</textarea>", "<style>", "</style>", "<xmp>", "<noscript>",
+        "<plaintext>", "<select>", "<option>", "<table>", "<td>", "<b>", "</b>", "<i x=y/>",
+        "<![CDATA[", "]]>", "<!doctype html>", "<?x>", "</ x>", "x", "<", ">", "/", "=",
+        "\"", "'", " ", "\n", "&amp;", "&lt", "中文",
+    ];
+
+    proptest::proptest! {
+        /// Below the caps the bounded parser changes nothing, whatever the tag soup.
+        #[test]
+        fn tag_soup_parses_as_scraper_does(
+            parts in proptest::collection::vec(proptest::sample::select(SOUP), 0..60),
+        ) {
+            let html = parts.concat();
+            proptest::prop_assert_eq!(parse_document(&html).html(), Html::parse_document(&html).html());
+            proptest::prop_assert_eq!(parse_fragment(&html).html(), Html::parse_fragment(&html).html());
+        }
+    }
+
     #[test]
     fn fragments_parse_as_scraper_does() {
         let html = "<p>a <b>b</b></p><script>x<y</script>";
