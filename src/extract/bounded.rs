@@ -95,7 +95,9 @@ impl Feeder<'_> {
         };
         self.queue.push_back(self.input.subtendril(from, len));
         self.fed = end;
-        while let TokenizerResult::Script(_) = self.tokenizer.feed(&self.queue) {}
+        // A script end or a `<meta charset>` pauses the tokenizer; the text is already
+        // decoded, so both just mean "go on".
+        while !matches!(self.tokenizer.feed(&self.queue), TokenizerResult::Done) {}
     }
 
     /// Leaves `from..to` out of what html5ever sees.
@@ -644,7 +646,7 @@ mod tests {
         "<p a=1 b='2' c=\"3\">", "<svg>", "</svg>", "<math>", "<title>", "</title>",
         "<textarea>", "</textarea>", "<style>", "</style>", "<xmp>", "<noscript>",
         "<plaintext>", "<select>", "<option>", "<table>", "<td>", "<b>", "</b>", "<i x=y/>",
-        "<![CDATA[", "]]>", "<!doctype html>", "<?x>", "</ x>", "x", "<", ">", "/", "=",
+        "<![CDATA[", "]]>", "<!doctype html>", "<meta charset=utf-8>", "<?x>", "</ x>", "x", "<", ">", "/", "=",
         "\"", "'", " ", "\n", "&amp;", "&lt", "中文",
     ];
 
@@ -658,6 +660,13 @@ mod tests {
             proptest::prop_assert_eq!(parse_document(&html).html(), Html::parse_document(&html).html());
             proptest::prop_assert_eq!(parse_fragment(&html).html(), Html::parse_fragment(&html).html());
         }
+    }
+
+    #[test]
+    fn meta_charset_does_not_stop_the_parse() {
+        let lis: String = (0..3).map(|i| format!("<li><span class=\"date\">2020-05-12</span><a href=\"a{i}.html\" title=\"t{i}\">t{i}</a></li>\n")).collect();
+        let html = format!("<html><head><meta charset=\"utf-8\"></head><body><div class=\"list\"><ul>\n{lis}</ul></div></body></html>");
+        same_as_scraper(&html);
     }
 
     #[test]
