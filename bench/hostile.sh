@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 DURATION=${DURATION:-15s}
 SITE_PORT=18442; FB_PORT=18443
 command -v wrk >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
-cargo build --release --quiet
+[ -n "${NO_BUILD:-}" ] || cargo build --release --quiet  # NO_BUILD=1: use the existing release binary
 bin=target/release/feedbridge
 work=$(mktemp -d)
 pids=()
