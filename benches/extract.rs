@@ -133,3 +133,18 @@ fn hostile(bencher: Bencher, kind: &str) {
             ))
         });
 }
+
+/// The bounded parse of the same page as `bare_html5ever_parse`: the cost of the bounds on
+/// an ordinary page is the difference.
+#[divan::bench]
+fn bounded_parse(bencher: Bencher) {
+    let page = page("utf8", ARTICLE);
+    let text = std::str::from_utf8(&page.body).expect("utf-8");
+    bencher
+        .counter(divan::counter::BytesCount::new(page.body.len()))
+        .bench(|| {
+            black_box(feedbridge::extract::bounded::parse_document(black_box(
+                text,
+            )))
+        });
+}
