@@ -9,8 +9,9 @@
 //!   the tokenizer's own tag, attribute, comment and raw-text rules and feeds html5ever
 //!   the text with every attribute past the cap cut out. The raw-text switches (script,
 //!   style, title, textarea, plaintext...) depend on the tree builder (foreign content,
-//!   `<select>`...), so the scanner does not guess them: it feeds html5ever up to the
-//!   end of each start tag and reads the switch the tree builder asked for.
+//!   `<select>`...), so the scanner does not guess them: after each start tag that can
+//!   switch (script, style, title, ...) it feeds html5ever up to there and reads the
+//!   switch the tree builder asked for (the CDATA check asks the tree builder the same way).
 //! - **Nesting and elements** ([`MAX_OPEN`], [`MAX_ELEMENTS`]): a token filter between
 //!   tokenizer and tree builder drops start tags (keeping their text) while the tree
 //!   builder's open elements plus active formatting elements reach the cap, like Blink
