@@ -72,3 +72,79 @@ fn bare_html5ever_parse(bencher: Bencher) {
         .counter(divan::counter::BytesCount::new(page.body.len()))
         .bench(|| black_box(scraper::Html::parse_document(black_box(text))));
 }
+
+/// Pages built to be slow to parse, each under the 10 MB body cap. Before the parse
+/// bounds, `nested` took 162 s and `attributes` 63 s (issue 9); now every one must stay
+/// well under a second.
+fn hostile_page(kind: &str) -> String {
+    let n = 200_000;
+    // The body selector of the fixture site matches, so the sanitizer walks it all too.
+    let mut html = String::from("<!doctype html><html><body><div class=content>");
+    match kind {
+        "nested" => {
+            html.push_str(&"<div>".repeat(n));
+            html.push_str("deep");
+            html.push_str(&"</div>".repeat(n));
+        }
+        "attributes" => {
+            html.push_str("<div");
+            for i in 0..n {
+                html.push_str(&format!(" a{i}=\"{i}\""));
+            }
+            html.push_str(">wide</div>");
+        }
+        "formatting" => {
+            for i in 0..n {
+                html.push_str(&format!("<b id=b{i}>"));
+            }
+            html.push_str("bold");
+        }
+        "tables" => html.push_str(&"<div><table></div>".repeat(n)),
+        _ => {
+            html.push_str(&"<p>flat</p>".repeat(n * 4));
+        }
+    }
+    assert!(html.len() < 10 << 20, "{kind} is over the body cap");
+    html
+}
+
+/// The worst pages through the whole article extraction (decode, bounded parse, fields,
+/// sanitized body).
+#[divan::bench(args = ["nested", "attributes", "formatting", "tables", "flat"], sample_count = 3, sample_size = 1)]
+fn hostile(bencher: Bencher, kind: &str) {
+    let site = site::load(&root().join("selectors/fixture-gzdt.toml")).expect("selector");
+    let rules = site.article.clone().expect("article rules");
+    let page = Page {
+        url: Url::parse("http://127.0.0.1:8181/hostile.html").expect("url"),
+        body: hostile_page(kind).into_bytes().into(),
+        content_type: Some("text/html; charset=utf-8".into()),
+    };
+    let entry = ListEntry::default();
+    let now = Utc.with_ymd_and_hms(2026, 11, 29, 0, 0, 0).unwrap();
+    bencher
+        .counter(divan::counter::BytesCount::new(page.body.len()))
+        .bench(|| {
+            black_box(extract_article(
+                black_box(&page),
+                &site,
+                &rules,
+                &entry,
+                now,
+            ))
+        });
+}
+
+/// The bounded parse of the same page as `bare_html5ever_parse`: the cost of the bounds on
+/// an ordinary page is the difference.
+#[divan::bench]
+fn bounded_parse(bencher: Bencher) {
+    let page = page("utf8", ARTICLE);
+    let text = std::str::from_utf8(&page.body).expect("utf-8");
+    bencher
+        .counter(divan::counter::BytesCount::new(page.body.len()))
+        .bench(|| {
+            black_box(feedbridge::extract::bounded::parse_document(black_box(
+                text,
+            )))
+        });
+}

@@ -251,6 +251,7 @@ async fn run_service(
 
     let scheduler = Scheduler::new(crawler, settings.concurrency);
     let heartbeat = scheduler.heartbeat.clone();
+    let internal_errors = scheduler.internal_errors.clone();
     let scheduler_task = tokio::spawn(scheduler.run(
         sites_rx.clone(),
         shutdown_rx.clone(),
@@ -265,13 +266,15 @@ async fn run_service(
         ))
     });
 
-    let state = Arc::new(AppState::new(
+    let mut state = AppState::new(
         store.clone(),
         sites_rx,
         settings.base_url.clone(),
         metrics,
         Some(heartbeat),
-    ));
+    );
+    state.internal_errors = internal_errors;
+    let state = Arc::new(state);
     let app = serve::app(state);
     let fd_limit = serve::raise_fd_limit();
     let limits = serve::SocketLimits {
@@ -395,7 +398,10 @@ async fn crawl_cmd(settings: Settings, files: Vec<PathBuf>, ids: Vec<String>) ->
         }
         failed += usize::from(matches!(
             status.outcome,
-            Outcome::Failed | Outcome::SelectorsMatchedNothing
+            Outcome::Failed
+                | Outcome::SelectorsMatchedNothing
+                | Outcome::TimedOut
+                | Outcome::InternalError
         ));
     }
     if failed > 0 {

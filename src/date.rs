@@ -194,9 +194,9 @@ fn at_local(
     let naive = date.and_time(time.unwrap_or(NaiveTime::MIN));
     let at = match tz.from_local_datetime(&naive) {
         LocalResult::Single(t) | LocalResult::Ambiguous(t, _) => t,
-        LocalResult::None => tz
-            .from_local_datetime(&(naive + Duration::hours(1)))
-            .earliest()
+        LocalResult::None => naive
+            .checked_add_signed(Duration::hours(1))
+            .and_then(|later| tz.from_local_datetime(&later).earliest())
             .ok_or_else(|| DateError::OutOfRange(text.to_owned()))?,
     };
     Ok(PageDate {
@@ -277,15 +277,22 @@ fn relative(
             date_only: false,
         });
     }
-    if let (Some(n), Some(unit)) = (num(c, 2), c.get(3)) {
+    if let (Some(digits), Some(unit)) = (c.get(2), c.get(3)) {
+        let n: u32 = digits
+            .as_str()
+            .parse()
+            .map_err(|_| DateError::OutOfRange(text.to_owned()))?;
+        // `100000000天前` is before chrono's first year: out of range, never a panic.
         let n = i64::from(n);
+        let out_of_range = || DateError::OutOfRange(text.to_owned());
         let ago = match unit.as_str() {
-            "秒" => Duration::seconds(n),
-            "分钟" => Duration::minutes(n),
-            "小时" => Duration::hours(n),
-            _ => Duration::days(n),
-        };
-        let at = local_now - ago;
+            "秒" => Duration::try_seconds(n),
+            "分钟" => Duration::try_minutes(n),
+            "小时" => Duration::try_hours(n),
+            _ => Duration::try_days(n),
+        }
+        .ok_or_else(out_of_range)?;
+        let at = local_now.checked_sub_signed(ago).ok_or_else(out_of_range)?;
         return Ok(PageDate {
             at: at.fixed_offset(),
             date_only: unit.as_str() == "天",
@@ -296,7 +303,10 @@ fn relative(
         Some("前天") => 2,
         _ => 0,
     };
-    let date = local_now.date_naive() - Duration::days(days_back);
+    let date = local_now
+        .date_naive()
+        .checked_sub_signed(Duration::days(days_back))
+        .ok_or_else(|| DateError::OutOfRange(text.to_owned()))?;
     let time = TIME_OF_DAY
         .captures(text)
         .map(|t| time_from(&t, 1, text))
@@ -443,7 +453,79 @@ mod tests {
         assert_eq!(d.at.to_rfc3339(), "2021-03-14T03:30:00-04:00");
     }
 
+    #[test]
+    fn absurd_relative_dates_are_out_of_range_not_panics() {
+        for text in ["100000000天前", "99999999999天前", "4294967295小时前"] {
+            assert!(
+                matches!(
+                    parse(text, None, Shanghai, now()),
+                    Err(DateError::OutOfRange(_))
+                ),
+                "{text}"
+            );
+        }
+    }
+
+    /// Whatever a page prints, parsing (and what extraction then does with the date:
+    /// moving it into the site's zone, formatting it for the feed) never panics.
+    fn never_panics(text: &str) {
+        let zones = [
+            Shanghai,
+            chrono_tz::America::New_York,
+            chrono_tz::Pacific::Kiritimati,
+        ];
+        for tz in zones {
+            // The clock is the real one in production: today and a century either side.
+            let days = Duration::days(36_525);
+            for now in [now(), now() - days, now() + days] {
+                if let Ok(d) = parse(text, None, tz, now) {
+                    let _ = d.at.with_timezone(&tz).fixed_offset().to_rfc3339();
+                }
+                let _ = parse(text, Some("%Y-%m-%d %H:%M"), tz, now);
+            }
+        }
+    }
+
+    const CRAFTED: &[&str] = &[
+        "100000000天前",
+        "99999999999999999999秒前",
+        "2147483647分钟前",
+        "9999999999999",
+        "999999999999",
+        "-9999999999999",
+        "2020年13月45日",
+        "9999年12月31日 23:59",
+        "0000-01-01",
+        "9999-12-31T23:59:59+14:00",
+        "0001-01-01T00:00:00-23:59",
+        "31 Dec 9999 23:59:59 -2359",
+        "1 Jan 0000 00:00 +2359",
+        "昨天 99:99",
+        "前天",
+        "02-29",
+        "13-45",
+    ];
+
+    #[test]
+    fn crafted_dates_never_panic() {
+        for text in CRAFTED {
+            never_panics(text);
+        }
+    }
+
     proptest! {
+        #[test]
+        fn arbitrary_text_never_panics(text in ".{0,40}") {
+            never_panics(&text);
+        }
+
+        #[test]
+        fn digits_and_date_words_never_panic(
+            text in "[0-9]{0,14}(秒|分钟|小时|天)?前?|[0-9]{1,6}[-/.年][0-9]{1,3}[-/.月][0-9]{1,3}日?( [0-9]{1,3}:[0-9]{1,3})?",
+        ) {
+            never_panics(&text);
+        }
+
         #[test]
         fn every_pattern_round_trips(secs in 946_684_800i64..4_102_444_800i64, pattern in 0usize..8) {
             let at = DateTime::from_timestamp(secs, 0).unwrap().with_timezone(&Shanghai);

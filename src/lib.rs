@@ -17,6 +17,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod cpu;
 pub mod date;
 pub mod extract;
 pub mod feed;

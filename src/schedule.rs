@@ -5,15 +5,18 @@
 //! until the site's next cron time (plus a per-site jitter, so 200 sites on `*/30` do not
 //! fire in the same second), takes a slot of the global concurrency cap, and runs it.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use futures_util::FutureExt;
 use tokio::sync::{watch, Semaphore};
 use url::Url;
 
+use crate::cpu::run_cpu;
 use crate::extract::{extract_article, extract_list, item_from_entry};
 use crate::fetch::{FetchError, FetchOutcome, Fetcher, Manners};
 use crate::model::{Item, ListEntry, Validators};
@@ -42,21 +45,103 @@ pub struct Quiet;
 impl Progress for Quiet {}
 
 /// Fetches, extracts and stores one site; records and returns the run's status.
+///
+/// The whole run (lists and articles) has `site.run_timeout`: past it the run stops where
+/// it is, keeps what it stored (items are stored one by one) and records `timed-out`.
 pub async fn refresh(site: &Site, crawler: &Crawler, progress: &dyn Progress) -> RunStatus {
     let started = Utc::now();
     let store = &crawler.store;
     let previous = store.run_status(&site.id).ok().flatten();
     let mut run = Run::new(started);
+    let mut parts = RunParts::default();
+    let crawl = crawl_site(site, crawler, progress, &mut run, &mut parts);
+    if tokio::time::timeout(site.run_timeout, crawl).await.is_err() {
+        run.timed_out = Some(site.run_timeout);
+    }
+    // Below the oldest dated item of this run, in list order; with no dated item at all,
+    // at the time they were first seen. (Extracted already, so stored even past the
+    // deadline: storing is cheap.)
+    for (i, item) in parts.undated.iter().enumerate() {
+        let at = parts
+            .oldest_dated
+            .and_then(|o| o.checked_sub_signed(chrono::Duration::milliseconds(i as i64 + 1)));
+        run.store(store, &site.id, item, at, &mut parts.fresh);
+        progress.article_done();
+    }
+    if let Err(e) = store.prune(&site.id, site.keep_items) {
+        run.fail("store", e.to_string());
+    }
+    // Items first, validators after: a crash in between costs a full re-read next time,
+    // never a 304 that hides items that were not stored. A failed article (or a run cut
+    // short by its deadline) keeps the lists un-validated too, so the next run retries.
+    if let Err(e) = store.flush().await {
+        run.fail("store", e.to_string());
+    }
+    if run.status.articles_failed == 0 && run.fatal.is_none() && run.timed_out.is_none() {
+        for (url, v) in &parts.list_validators {
+            if let Err(e) = store.set_validators(&site.id, &site.fingerprint, url.as_str(), v) {
+                run.fail("store", e.to_string());
+            }
+        }
+        // Only now has every item in the window been read with these rules.
+        if parts.rules_changed {
+            if let Err(e) = store.set_rules_fingerprint(&site.id, &site.fingerprint) {
+                run.fail("store", e.to_string());
+            }
+        }
+    }
+    let status = run.finish(previous.as_ref(), parts.no_entries, parts.fresh);
+    record_status(crawler, &site.id, &status).await;
+    status
+}
+
+/// What the part of a run under its deadline learned besides `Run`'s counts; kept outside
+/// it so a run cut short still stores and accounts for what it did.
+#[derive(Default)]
+struct RunParts {
+    list_validators: Vec<(Url, Validators)>,
+    no_entries: bool,
+    fresh: u32,
+    rules_changed: bool,
+    /// Undated items wait until the run knows its oldest dated item, to sort just below it.
+    undated: Vec<Item>,
+    oldest_dated: Option<DateTime<Utc>>,
+}
+
+/// Records a finished run's metrics and status, and makes it durable.
+async fn record_status(crawler: &Crawler, site: &str, status: &RunStatus) {
+    record_metrics(&crawler.metrics, site, status);
+    if let Err(e) = crawler.store.set_run_status(site, status) {
+        tracing::error!(site, error = %e, "cannot record run status");
+    }
+    if let Err(e) = crawler.store.flush().await {
+        tracing::error!(site, error = %e, "cannot flush the store");
+    }
+}
+
+/// The part of a run under its deadline: everything it learns goes into `run` and `parts`
+/// as it goes.
+async fn crawl_site(
+    site: &Site,
+    crawler: &Crawler,
+    progress: &dyn Progress,
+    run: &mut Run,
+    parts: &mut RunParts,
+) {
+    let store = &crawler.store;
+    parts.no_entries = true;
     let manners = Manners {
         delay: site.delay.unwrap_or(crawler.default_delay),
         robots: site.robots,
         policy: UrlPolicy::resolved(site.start_urls()).await,
     };
+    test_hooks::maybe_panic(&site.id);
 
     // Rules that differ from the last completed run's (a fixed selector) must see every
     // page again: their validators are gone and the items still in the feed window are
     // re-read once, so the fix shows as updates of the same entries.
     let rules_changed = store.rules_fingerprint(&site.id).ok().flatten() != Some(site.fingerprint);
+    parts.rules_changed = rules_changed;
     if rules_changed {
         if let Err(e) = store.clear_validators(&site.id) {
             run.fail("store", e.to_string());
@@ -105,7 +190,9 @@ pub async fn refresh(site: &Site, crawler: &Crawler, progress: &dyn Progress) ->
     if let Some((class, message)) = lists.error {
         run.fail(&class, message);
     }
-    let (mut entries, list_validators) = (lists.entries, lists.validators);
+    let mut entries = lists.entries;
+    parts.list_validators = lists.validators;
+    parts.no_entries = entries.is_empty();
     // Window items the lists no longer show are re-read with their stored values as the
     // fallbacks. (A stand-in URL, of an upstream entry without a link, has a fragment and
     // no page to read.)
@@ -121,10 +208,7 @@ pub async fn refresh(site: &Site, crawler: &Crawler, progress: &dyn Progress) ->
         }));
     }
     progress.planned(entries.len());
-    let mut fresh = 0;
-    // Undated items wait until the run knows its oldest dated item, to sort just below it.
-    let mut undated = Vec::new();
-    let mut oldest_dated: Option<DateTime<Utc>> = None;
+    let shared_site = Arc::new(site.clone());
     for entry in &entries {
         let Some(url) = &entry.url else { continue };
         run.status.items_seen += 1;
@@ -135,7 +219,7 @@ pub async fn refresh(site: &Site, crawler: &Crawler, progress: &dyn Progress) ->
             .collect();
         if let Some(d) = entry.date {
             let at = d.at.with_timezone(&Utc);
-            oldest_dated = Some(oldest_dated.map_or(at, |o| o.min(at)));
+            parts.oldest_dated = Some(parts.oldest_dated.map_or(at, |o| o.min(at)));
         }
         let revisit = site.revisit || window_urls.contains(url.as_str());
         match store.is_known(&site.id, url.as_str(), &aliases) {
@@ -152,10 +236,23 @@ pub async fn refresh(site: &Site, crawler: &Crawler, progress: &dyn Progress) ->
         }
         let no_link = entry.upstream.as_ref().is_some_and(|u| u.no_link);
         let item = match site.article.as_ref().filter(|_| !no_link) {
-            Some(rules) => match crawler.fetcher.get(url, None, &manners).await {
+            Some(_) => match crawler.fetcher.get(url, None, &manners).await {
                 Ok(FetchOutcome::Page { page, .. }) => {
                     run.status.pages_fetched += 1;
-                    extract_article(&page, site, rules, entry, Utc::now())
+                    let (site, entry) = (shared_site.clone(), entry.clone());
+                    let extracted = run_cpu(move || {
+                        let rules = site.article.as_ref()?;
+                        Some(extract_article(&page, &site, rules, &entry, Utc::now()))
+                    })
+                    .await;
+                    match extracted {
+                        Ok(Some(item)) => item,
+                        Ok(None) => continue,
+                        Err(e) => {
+                            run.fail("internal", e.to_string());
+                            break;
+                        }
+                    }
                 }
                 Ok(FetchOutcome::NotModified) => continue,
                 // Hostile content, not a failing site: retrying will not help.
@@ -181,54 +278,16 @@ pub async fn refresh(site: &Site, crawler: &Crawler, progress: &dyn Progress) ->
         match item.published {
             Some(p) => {
                 let at = p.with_timezone(&Utc);
-                oldest_dated = Some(oldest_dated.map_or(at, |o| o.min(at)));
+                parts.oldest_dated = Some(parts.oldest_dated.map_or(at, |o| o.min(at)));
             }
             None => {
-                undated.push(item);
+                parts.undated.push(item);
                 continue;
             }
         }
-        run.store(store, &site.id, &item, None, &mut fresh);
+        run.store(store, &site.id, &item, None, &mut parts.fresh);
         progress.article_done();
     }
-    // Below the oldest dated item of this run, in list order; with no dated item at all,
-    // at the time they were first seen.
-    for (i, item) in undated.iter().enumerate() {
-        let at = oldest_dated.map(|o| o - chrono::Duration::milliseconds(i as i64 + 1));
-        run.store(store, &site.id, item, at, &mut fresh);
-        progress.article_done();
-    }
-    if let Err(e) = store.prune(&site.id, site.keep_items) {
-        run.fail("store", e.to_string());
-    }
-    // Items first, validators after: a crash in between costs a full re-read next time,
-    // never a 304 that hides items that were not stored. A failed article keeps the
-    // list un-validated too, so the next run retries it.
-    if let Err(e) = store.flush().await {
-        run.fail("store", e.to_string());
-    }
-    if run.status.articles_failed == 0 && run.fatal.is_none() {
-        for (url, v) in &list_validators {
-            if let Err(e) = store.set_validators(&site.id, &site.fingerprint, url.as_str(), v) {
-                run.fail("store", e.to_string());
-            }
-        }
-        // Only now has every item in the window been read with these rules.
-        if rules_changed {
-            if let Err(e) = store.set_rules_fingerprint(&site.id, &site.fingerprint) {
-                run.fail("store", e.to_string());
-            }
-        }
-    }
-    let status = run.finish(previous.as_ref(), entries.is_empty(), fresh);
-    record_metrics(&crawler.metrics, &site.id, &status);
-    if let Err(e) = store.set_run_status(&site.id, &status) {
-        tracing::error!(site = %site.id, error = %e, "cannot record run status");
-    }
-    if let Err(e) = store.flush().await {
-        tracing::error!(site = %site.id, error = %e, "cannot flush the store");
-    }
-    status
 }
 
 /// The items in a site's feed window (its newest `max_items`), newest first, as list
@@ -287,6 +346,7 @@ pub async fn read_lists(
         Source::Feed { .. } => 1,
     };
     let mut seen = HashSet::new();
+    let shared_site = Arc::new(site.clone());
     for start in starts {
         let mut url = start;
         let mut visited = HashSet::new();
@@ -316,9 +376,28 @@ pub async fn read_lists(
                     break;
                 }
             };
-            let found = match &site.source {
+            // Parsing is CPU work with a bounded cost, but never on an async worker.
+            let parse_site = shared_site.clone();
+            let parsed = run_cpu(move || match &parse_site.source {
                 Source::List { rules, .. } => {
-                    let list = extract_list(&page, site, rules, Utc::now());
+                    Parsed::List(extract_list(&page, &parse_site, rules, Utc::now()))
+                }
+                Source::Feed { .. } => {
+                    Parsed::Feed(upstream::entries(&page, &parse_site, Utc::now()))
+                }
+            })
+            .await;
+            let parsed = match parsed {
+                Ok(p) => p,
+                Err(e) => {
+                    lists
+                        .error
+                        .get_or_insert(("internal".into(), e.to_string()));
+                    break;
+                }
+            };
+            let found = match (parsed, &site.source) {
+                (Parsed::List(list), Source::List { rules, .. }) => {
                     if list.matched == 0 && page_no == 0 {
                         lists.matched_nothing = Some(format!(
                             "{url}: list.item {:?} matched nothing; the site probably changed its markup",
@@ -329,7 +408,7 @@ pub async fn read_lists(
                     let next = list.next;
                     (list.entries, next)
                 }
-                Source::Feed { .. } => match upstream::entries(&page, site, Utc::now()) {
+                (Parsed::Feed(feed), _) => match feed {
                     Ok(entries) => {
                         // Entries whose link was refused say why (they are kept, like
                         // link-less ones, under a stand-in URL that is never fetched).
@@ -360,6 +439,7 @@ pub async fn read_lists(
                         (Vec::new(), None)
                     }
                 },
+                (Parsed::List(_), Source::Feed { .. }) => (Vec::new(), None),
             };
             let (entries, next) = found;
             lists.entries.extend(
@@ -376,12 +456,20 @@ pub async fn read_lists(
     lists
 }
 
+/// What the CPU pool gave back for one list page or feed.
+enum Parsed {
+    List(crate::extract::ListPage),
+    Feed(Result<Vec<ListEntry>, upstream::UpstreamError>),
+}
+
 /// A run in progress.
 struct Run {
     status: RunStatus,
     fatal: Option<(String, String)>,
     matched_nothing: Option<String>,
     last_article_error: Option<FetchError>,
+    /// Set when the run hit its deadline (the deadline it had).
+    timed_out: Option<Duration>,
 }
 
 impl Run {
@@ -412,6 +500,7 @@ impl Run {
             fatal: None,
             matched_nothing: None,
             last_article_error: None,
+            timed_out: None,
         }
     }
 
@@ -468,7 +557,14 @@ impl Run {
                 ));
             }
         }
-        s.outcome = if let Some((class, message)) = self.fatal.take() {
+        s.outcome = if let Some(limit) = self.timed_out {
+            s.error_class = Some("timeout".into());
+            s.last_error = Some(format!(
+                "timed out after {limit:?} (run_timeout); the {} new and {} updated items stored before are kept",
+                s.new, s.updated
+            ));
+            Outcome::TimedOut
+        } else if let Some((class, message)) = self.fatal.take() {
             s.error_class = Some(class);
             s.last_error = Some(message);
             Outcome::Failed
@@ -485,7 +581,7 @@ impl Run {
         };
         let failed = matches!(
             s.outcome,
-            Outcome::Failed | Outcome::SelectorsMatchedNothing
+            Outcome::Failed | Outcome::SelectorsMatchedNothing | Outcome::TimedOut
         );
         s.consecutive_failures = if failed {
             previous.map_or(0, |p| p.consecutive_failures) + 1
@@ -568,7 +664,9 @@ pub fn next_run(site: &Site, last: Option<&RunStatus>, now: DateTime<Utc>) -> Da
         Some(due) if due <= now => now,
         _ => {
             let Some(next) = site.schedule.next_after(now, site.timezone) else {
-                return now + chrono::Duration::days(365);
+                return now
+                    .checked_add_signed(chrono::Duration::days(365))
+                    .unwrap_or(now);
             };
             let interval = site
                 .schedule
@@ -581,8 +679,37 @@ pub fn next_run(site: &Site, last: Option<&RunStatus>, now: DateTime<Utc>) -> Da
                     .unwrap_or([0; 8]),
             );
             let jitter = if span == 0 { 0 } else { hash % span };
-            next + chrono::Duration::milliseconds(jitter as i64)
+            next.checked_add_signed(chrono::Duration::milliseconds(jitter as i64))
+                .unwrap_or(next)
         }
+    }
+}
+
+/// The sites whose last run panicked and that wait for their retry, for `/healthz`
+/// (degraded, not dead: the other sites still run).
+#[derive(Debug, Default)]
+pub struct InternalErrors(Mutex<BTreeSet<String>>);
+
+impl InternalErrors {
+    fn set(&self, site: &str, failing: bool) {
+        let mut ids = self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if failing {
+            ids.insert(site.to_owned());
+        } else {
+            ids.remove(site);
+        }
+    }
+
+    /// The ids of the sites in internal-error, sorted.
+    pub fn sites(&self) -> Vec<String> {
+        let ids = self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        ids.iter().cloned().collect()
     }
 }
 
@@ -592,7 +719,14 @@ pub struct Scheduler {
     slots: Arc<Semaphore>,
     /// Unix seconds of the scheduler loop's last turn, for `/healthz`.
     pub heartbeat: Arc<AtomicI64>,
+    /// Sites whose run panicked and that wait for their retry, for `/healthz`.
+    pub internal_errors: Arc<InternalErrors>,
+    /// The first retry delay after a panic; doubles per panic in a row up to an hour.
+    pub panic_backoff: Duration,
 }
+
+/// The longest wait before retrying a site that keeps panicking.
+const MAX_PANIC_BACKOFF: Duration = Duration::from_secs(3600);
 
 struct SiteTask {
     fingerprint: [u8; 32],
@@ -606,6 +740,8 @@ impl Scheduler {
             crawler,
             slots: Arc::new(Semaphore::new(concurrency)),
             heartbeat: Arc::new(AtomicI64::new(Utc::now().timestamp())),
+            internal_errors: Arc::default(),
+            panic_backoff: test_hooks::panic_backoff().unwrap_or(Duration::from_secs(60)),
         }
     }
 
@@ -653,13 +789,19 @@ impl Scheduler {
         let stale: Vec<String> = tasks
             .iter()
             .filter(|(id, t)| {
-                sites
-                    .get(*id)
-                    .is_none_or(|s| s.fingerprint != t.fingerprint)
+                // A task that ended on its own died outside the supervised run: restart it.
+                t.handle.is_finished()
+                    || sites
+                        .get(*id)
+                        .is_none_or(|s| s.fingerprint != t.fingerprint)
             })
             .map(|(id, _)| id.clone())
             .collect();
         for id in stale {
+            if !sites.contains_key(&id) {
+                // A removed site no longer degrades the service.
+                self.internal_errors.set(&id, false);
+            }
             if let Some(t) = tasks.remove(&id) {
                 // The run in flight finishes with the rules it started with; a successor
                 // for the same site waits for it, so a site never runs twice at once.
@@ -675,8 +817,12 @@ impl Scheduler {
             let handle = tokio::spawn(site_loop(
                 retiring.remove(id),
                 site.clone(),
-                self.crawler.clone(),
-                self.slots.clone(),
+                Supervision {
+                    crawler: self.crawler.clone(),
+                    slots: self.slots.clone(),
+                    internal_errors: self.internal_errors.clone(),
+                    panic_backoff: self.panic_backoff,
+                },
                 stop_rx,
                 shutdown.clone(),
             ));
@@ -692,38 +838,128 @@ impl Scheduler {
     }
 }
 
+/// What a site task shares with the scheduler.
+struct Supervision {
+    crawler: Arc<Crawler>,
+    slots: Arc<Semaphore>,
+    internal_errors: Arc<InternalErrors>,
+    panic_backoff: Duration,
+}
+
 async fn site_loop(
     predecessor: Option<tokio::task::JoinHandle<()>>,
     site: Arc<Site>,
-    crawler: Arc<Crawler>,
-    slots: Arc<Semaphore>,
+    sup: Supervision,
     mut stop: watch::Receiver<bool>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     if let Some(previous) = predecessor {
         let _ = previous.await;
     }
+    let crawler = &sup.crawler;
+    let mut panics_in_a_row: u32 = 0;
     loop {
-        let last = crawler.store.run_status(&site.id).ok().flatten();
-        let due = next_run(&site, last.as_ref(), Utc::now());
-        let wait = (due - Utc::now()).to_std().unwrap_or(Duration::ZERO);
-        tracing::debug!(site = %site.id, %due, "next run");
+        let wait = if panics_in_a_row > 0 {
+            sup.panic_backoff
+                .saturating_mul(1 << (panics_in_a_row - 1).min(12))
+                .min(MAX_PANIC_BACKOFF)
+        } else {
+            let last = crawler.store.run_status(&site.id).ok().flatten();
+            let due = next_run(&site, last.as_ref(), Utc::now());
+            tracing::debug!(site = %site.id, %due, "next run");
+            (due - Utc::now()).to_std().unwrap_or(Duration::ZERO)
+        };
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
             _ = stop.changed() => return,
             _ = shutdown.changed() => return,
         }
         let permit = tokio::select! {
-            p = slots.clone().acquire_owned() => p,
+            p = sup.slots.clone().acquire_owned() => p,
             _ = stop.changed() => return,
             _ = shutdown.changed() => return,
         };
         if *stop.borrow() || *shutdown.borrow() {
             return;
         }
-        let status = refresh(&site, &crawler, &Quiet).await;
+        let started = Utc::now();
+        let run = AssertUnwindSafe(refresh(&site, crawler, &Quiet)).catch_unwind();
+        let outcome = run.await;
         drop(permit);
-        log_run(&site.id, &status);
+        match outcome {
+            Ok(status) => {
+                panics_in_a_row = 0;
+                sup.internal_errors.set(&site.id, false);
+                log_run(&site.id, &status);
+            }
+            Err(panic) => {
+                panics_in_a_row = panics_in_a_row.saturating_add(1);
+                sup.internal_errors.set(&site.id, true);
+                let status = panicked_run(&site.id, crawler, started, panic_message(&*panic));
+                crawler
+                    .metrics
+                    .add("feedbridge_site_panics_total", &[("site", &site.id)], 1.0);
+                record_status(crawler, &site.id, &status).await;
+                log_run(&site.id, &status);
+            }
+        }
+    }
+}
+
+/// The status of a run that panicked: `internal-error`, counted as a failure.
+fn panicked_run(site: &str, crawler: &Crawler, started: DateTime<Utc>, why: String) -> RunStatus {
+    let previous = crawler.store.run_status(site).ok().flatten();
+    let mut run = Run::new(started);
+    run.fail("internal", String::new());
+    let mut status = run.finish(previous.as_ref(), true, 0);
+    status.outcome = Outcome::InternalError;
+    status.last_error = Some(format!(
+        "internal error (a bug in feedbridge, not the site): {why}; retried with backoff"
+    ));
+    status
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".into())
+}
+
+/// Fault injection for the integration tests; compiled into debug builds only, so a
+/// release binary ignores these variables.
+mod test_hooks {
+    use std::time::Duration;
+
+    /// `FEEDBRIDGE_TEST_PANIC_SITE=<id>:<n>`: the first `n` runs of site `<id>` panic.
+    pub fn maybe_panic(site: &str) {
+        #[cfg(debug_assertions)]
+        {
+            use std::sync::atomic::{AtomicU32, Ordering};
+            static PANICKED: AtomicU32 = AtomicU32::new(0);
+            let Ok(spec) = std::env::var("FEEDBRIDGE_TEST_PANIC_SITE") else {
+                return;
+            };
+            let (id, times) = spec.split_once(':').unwrap_or((spec.as_str(), "1"));
+            let times: u32 = times.parse().unwrap_or(1);
+            if id == site && PANICKED.fetch_add(1, Ordering::Relaxed) < times {
+                panic!("test panic for site {site} (FEEDBRIDGE_TEST_PANIC_SITE)");
+            }
+        }
+        #[cfg(not(debug_assertions))]
+        let _ = site;
+    }
+
+    /// `FEEDBRIDGE_TEST_PANIC_BACKOFF_MS`: the first retry delay after a panic.
+    pub fn panic_backoff() -> Option<Duration> {
+        #[cfg(debug_assertions)]
+        {
+            let ms = std::env::var("FEEDBRIDGE_TEST_PANIC_BACKOFF_MS").ok()?;
+            ms.parse().ok().map(Duration::from_millis)
+        }
+        #[cfg(not(debug_assertions))]
+        None
     }
 }
 
@@ -731,7 +967,10 @@ async fn site_loop(
 pub fn log_run(site: &str, status: &RunStatus) {
     let line = summary_line(site, status);
     match status.outcome {
-        Outcome::Failed | Outcome::SelectorsMatchedNothing => {
+        Outcome::Failed
+        | Outcome::SelectorsMatchedNothing
+        | Outcome::TimedOut
+        | Outcome::InternalError => {
             tracing::error!(site, outcome = ?status.outcome, "{line}")
         }
         _ if !status.warnings.is_empty() => {

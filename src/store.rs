@@ -127,6 +127,10 @@ pub enum Outcome {
     /// A 200 list page on which the item selector matched nothing: the markup changed.
     SelectorsMatchedNothing,
     Failed,
+    /// The run passed its `run_timeout`; what it stored before is kept.
+    TimedOut,
+    /// The run panicked (a bug, not the site's fault); the scheduler retries with backoff.
+    InternalError,
 }
 
 /// The last run of a site, for `/status.json`, `/` and the overdue check at start.

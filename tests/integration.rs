@@ -33,6 +33,8 @@ mod url_policy;
 #[path = "integration/xss.rs"]
 mod xss;
 
+#[path = "integration/crawl_safety.rs"]
+mod crawl_safety;
 #[path = "integration/fuzz.rs"]
 mod fuzz;
 #[path = "integration/sockets.rs"]

@@ -5,6 +5,7 @@
 //! A field whose selector matches nothing is a warning on that item, never an error:
 //! one odd article must not cost the feed its other items.
 
+pub mod bounded;
 pub mod charset;
 pub mod sanitize;
 
@@ -49,7 +50,7 @@ impl Document {
             .map(str::as_bytes);
         let (text, _, _) =
             charset::decode(&page.body, page.content_type.as_deref(), site.encoding, tld);
-        let html = Html::parse_document(&text);
+        let html = bounded::parse_document(&text);
         let base = html
             .select(&BASE_HREF)
             .next()

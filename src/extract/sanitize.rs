@@ -96,7 +96,7 @@ pub fn sanitize(root: ElementRef<'_>, base: &Url, skip: &HashSet<NodeId>) -> San
 
 /// Sanitizes an HTML fragment (an upstream feed's summary or content).
 pub fn sanitize_fragment(html: &str, base: &Url) -> Sanitized {
-    let doc = scraper::Html::parse_fragment(html);
+    let doc = super::bounded::parse_fragment(html);
     sanitize(doc.root_element(), base, &HashSet::new())
 }
 

@@ -81,6 +81,8 @@ fn outcome_words(outcome: Outcome) -> (&'static str, &'static str) {
         Outcome::NotModified => ("unchanged (304)", "ok"),
         Outcome::SelectorsMatchedNothing => ("selectors matched nothing", "bad"),
         Outcome::Failed => ("failed", "bad"),
+        Outcome::TimedOut => ("timed out (kept what it stored)", "bad"),
+        Outcome::InternalError => ("internal error (retried with backoff)", "bad"),
     }
 }
 

@@ -39,6 +39,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Unix seconds of the scheduler's last turn; `None` for a server without a scheduler.
     pub heartbeat: Option<Arc<AtomicI64>>,
+    /// Sites whose run panicked (waiting for their retry): `/healthz` says degraded.
+    pub internal_errors: Arc<crate::schedule::InternalErrors>,
     cache: Mutex<HashMap<String, Arc<FeedSlot>>>,
 }
 
@@ -56,6 +58,7 @@ impl AppState {
             base_url,
             metrics,
             heartbeat,
+            internal_errors: Arc::default(),
             cache: Mutex::default(),
         }
     }
@@ -760,7 +763,16 @@ async fn healthz(State(state): State<Arc<AppState>>) -> Response {
         .heartbeat
         .as_ref()
         .is_none_or(|h| Utc::now().timestamp() - h.load(Ordering::Relaxed) < 60);
-    if store_ok && scheduler_ok {
+    let troubled = state.internal_errors.sites();
+    if store_ok && scheduler_ok && !troubled.is_empty() {
+        // Degraded, not dead: a restart would not fix a bug, and the other sites run.
+        let why = format!(
+            "degraded: {} sites in internal-error ({})\n",
+            troubled.len(),
+            troubled.join(", ")
+        );
+        (StatusCode::OK, why).into_response()
+    } else if store_ok && scheduler_ok {
         (StatusCode::OK, "ok\n").into_response()
     } else {
         let why = format!("store ok: {store_ok}, scheduler alive: {scheduler_ok}\n");

@@ -19,7 +19,8 @@ use url::Url;
 use super::read::{self, Table, Value};
 use super::{
     clipped, css, is_language_tag, line_col, parse_duration, shown, ArticleRules, Crontab, Field,
-    ListRules, Problem, Site, Source, DEFAULT_MAX_ITEMS, DEFAULT_MIN_INTERVAL, DEFAULT_SCHEDULE,
+    ListRules, Problem, Site, Source, DEFAULT_MAX_ITEMS, DEFAULT_MIN_INTERVAL, DEFAULT_RUN_TIMEOUT,
+    DEFAULT_SCHEDULE,
 };
 
 /// The file's keys as read, before validation. A new top-level key goes here, in
@@ -37,6 +38,7 @@ struct RawSite<'a, 'i> {
     max_items: Option<Spanned<i64>>,
     keep_items: Option<Spanned<i64>>,
     delay: Option<Spanned<String>>,
+    run_timeout: Option<Spanned<String>>,
     robots: Option<bool>,
     revisit: Option<bool>,
     list: Option<Spanned<&'a DeTable<'i>>>,
@@ -56,6 +58,7 @@ const SITE_KEYS: &[&str] = &[
     "max_items",
     "keep_items",
     "delay",
+    "run_timeout",
     "robots",
     "revisit",
     "list",
@@ -80,6 +83,7 @@ impl<'a, 'i> RawSite<'a, 'i> {
             max_items: t.integer("max_items"),
             keep_items: t.integer("keep_items"),
             delay: t.string("delay"),
+            run_timeout: t.string("run_timeout"),
             robots: t.boolean("robots"),
             revisit: t.boolean("revisit"),
             list: t.table("list"),
@@ -237,6 +241,23 @@ impl Ctx<'_> {
             None => Some(None),
             Some(d) => self.duration(d, "delay").map(Some),
         };
+        let run_timeout = match &raw.run_timeout {
+            None => Some(DEFAULT_RUN_TIMEOUT),
+            Some(d) => self.duration(d, "run_timeout").and_then(|t| {
+                if t.is_zero() || t > Duration::from_secs(24 * 3600) {
+                    self.problem(
+                        d.span().start,
+                        format!(
+                            "`run_timeout` {} must be above 0s and at most 24h, e.g. \"10m\"",
+                            shown(d.get_ref())
+                        ),
+                    );
+                    None
+                } else {
+                    Some(t)
+                }
+            }),
+        };
         let language = match &raw.language {
             Some(l) if !is_language_tag(l.get_ref()) => {
                 self.problem(
@@ -276,6 +297,7 @@ impl Ctx<'_> {
             max_items,
             keep_items: keep_items?.unwrap_or(max_items * 10),
             delay: delay?,
+            run_timeout: run_timeout?,
             robots: raw.robots.unwrap_or(true),
             revisit: raw.revisit.unwrap_or(false),
             fingerprint: *blake3::hash(self.text.as_bytes()).as_bytes(),

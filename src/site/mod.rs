@@ -152,6 +152,8 @@ pub struct Site {
     pub keep_items: usize,
     /// Spacing between requests to this site's hosts; `None` = the service default.
     pub delay: Option<Duration>,
+    /// A run past this stops and keeps what it stored (`run_timeout`, default 10 min).
+    pub run_timeout: Duration,
     pub robots: bool,
     /// Re-fetch already stored articles each run, so edits become updates.
     pub revisit: bool,
@@ -306,6 +308,9 @@ fn clipped(s: &str) -> String {
     }
     out
 }
+
+/// How long a run may take unless the site's file says otherwise.
+pub const DEFAULT_RUN_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// `"1s"`, `"500ms"`, `"2m"`, `"1h"`, `"0s"`.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
