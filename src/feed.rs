@@ -96,7 +96,9 @@ fn entry(
     let title = item
         .title
         .as_deref()
-        .map(|t| xml_safe(t.trim()).into_owned())
+        // Stripped first, trimmed after: a title of only invisible characters and spaces
+        // is no title.
+        .map(|t| xml_safe(t).trim().to_owned())
         .filter(|t| !t.is_empty())
         .unwrap_or_else(|| {
             let head: String = content_text.chars().take(60).collect();
@@ -130,11 +132,11 @@ fn entry(
     let author = match item
         .source
         .as_deref()
-        .map(str::trim)
+        .map(|s| xml_safe(s).trim().to_owned())
         .filter(|s| !s.is_empty())
     {
         Some(source) => Person {
-            name: xml_safe(source).into_owned(),
+            name: source,
             ..Person::default()
         },
         None => feed_author.clone(),

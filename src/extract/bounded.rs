@@ -453,6 +453,43 @@ struct GuardState {
     open: HashMap<LocalName, u32>,
     /// Dropped start tags whose end tags are still to drop, per name.
     dropped: HashMap<LocalName, u32>,
+    /// Inside a dropped element whose content no reader may see (a script, a style, a
+    /// `hidden` element): every token is dropped until its end tag, so flattening never
+    /// turns hidden text into visible text. (Name, nesting of that name.)
+    mute: Option<(LocalName, u32)>,
+    /// The raw-text switch a just-dropped start tag needs, for the tokenizer.
+    raw_now: Option<Switch>,
+}
+
+/// What a dropped start tag's content must become.
+enum Muted {
+    /// Visible content: its text stays.
+    No,
+    /// Hidden content parsed as markup.
+    Markup,
+    /// Hidden content the tokenizer must read as raw text (the tree builder, which would
+    /// have said so, never sees the start tag).
+    Raw(Switch),
+}
+
+fn muted(tag: &Tag) -> Muted {
+    match &*tag.name {
+        "script" => Muted::Raw(Switch::Raw(RawKind::ScriptData)),
+        "style" | "xmp" | "iframe" | "noembed" | "noframes" | "noscript" => {
+            Muted::Raw(Switch::Raw(RawKind::Rawtext))
+        }
+        "textarea" | "title" => Muted::Raw(Switch::Raw(RawKind::Rcdata)),
+        "plaintext" => Muted::Raw(Switch::Plaintext),
+        "template" | "head" | "select" | "object" | "svg" | "math" => Muted::Markup,
+        _ if tag
+            .attrs
+            .iter()
+            .any(|a| matches!(&*a.name.local, "hidden" | "style")) =>
+        {
+            Muted::Markup
+        }
+        _ => Muted::No,
+    }
 }
 
 /// Counts the handles the tree builder holds (document, open and formatting elements,
@@ -506,9 +543,40 @@ impl Guard {
         counter.0.get()
     }
 
-    /// Whether the tag goes on to the tree builder.
+    /// Whether the tag goes on to the tree builder; a dropped start tag of hidden content
+    /// mutes everything up to its end tag (and may switch the tokenizer to raw text).
     fn admit(&self, tag: &Tag) -> bool {
         let mut st = self.state.borrow_mut();
+        if let Some((name, depth)) = st.mute.as_mut() {
+            if *name == tag.name {
+                match tag.kind {
+                    TagKind::StartTag if !tag.self_closing => *depth += 1,
+                    TagKind::StartTag => {}
+                    TagKind::EndTag => {
+                        *depth -= 1;
+                        if *depth == 0 {
+                            st.mute = None;
+                            if let Some(n) = st.dropped.get_mut(&tag.name).filter(|n| **n > 0) {
+                                *n -= 1;
+                            }
+                        }
+                    }
+                }
+            }
+            return false;
+        }
+        let drop_start = |st: &mut GuardState| {
+            match muted(tag) {
+                Muted::No => {}
+                Muted::Markup => st.mute = Some((tag.name.clone(), 1)),
+                Muted::Raw(switch) => {
+                    st.mute = Some((tag.name.clone(), 1));
+                    st.raw_now = Some(switch);
+                    self.switch.set(Some(switch));
+                }
+            }
+            false
+        };
         match tag.kind {
             TagKind::EndTag => {
                 if let Some(n) = st.dropped.get_mut(&tag.name).filter(|n| **n > 0) {
@@ -527,7 +595,11 @@ impl Guard {
             }
             TagKind::StartTag => {
                 if st.elements >= MAX_ELEMENTS {
-                    return false;
+                    return if tag.self_closing || is_void(&tag.name) {
+                        false
+                    } else {
+                        drop_start(&mut st)
+                    };
                 }
                 let void = tag.self_closing || is_void(&tag.name);
                 if !void {
@@ -541,7 +613,7 @@ impl Guard {
                     }
                     if st.flat {
                         *st.dropped.entry(tag.name.clone()).or_default() += 1;
-                        return false;
+                        return drop_start(&mut st);
                     }
                     *st.open.entry(tag.name.clone()).or_default() += 1;
                 }
@@ -557,10 +629,24 @@ impl TokenSink for Guard {
     type Handle = NodeId;
 
     fn process_token(&self, token: Token, line_number: u64) -> TokenSinkResult<NodeId> {
-        if let Token::TagToken(tag) = &token {
-            if !self.admit(tag) {
+        match &token {
+            Token::TagToken(tag) => {
+                if !self.admit(tag) {
+                    // A dropped script or style still ends the tokenizer's markup mode,
+                    // so its text stays text and is muted with it.
+                    return match self.state.borrow_mut().raw_now.take() {
+                        Some(Switch::Raw(kind)) => TokenSinkResult::RawData(kind),
+                        Some(Switch::Plaintext) => TokenSinkResult::Plaintext,
+                        None => TokenSinkResult::Continue,
+                    };
+                }
+            }
+            Token::CharacterTokens(_) | Token::CommentToken(_) | Token::NullCharacterToken
+                if self.state.borrow().mute.is_some() =>
+            {
                 return TokenSinkResult::Continue;
             }
+            _ => {}
         }
         let result = self.tb.process_token(token, line_number);
         match &result {
@@ -639,6 +725,23 @@ mod tests {
             .select(&Selector::parse("body > p#after").unwrap())
             .next()
             .is_some());
+    }
+
+    #[test]
+    fn hidden_content_past_the_caps_stays_hidden() {
+        let hidden = "<script>alert(1)</script><style>p{}</style><i hidden>HIDDEN<b>x</b></i>\
+                      <div style=\"display:none\">GONE</div><textarea>RAW</textarea>shown";
+        for html in [
+            format!("{}{hidden}", "<div>".repeat(2 * MAX_OPEN)),
+            format!("{}{hidden}", "<br><p>".repeat(MAX_ELEMENTS)),
+        ] {
+            let doc = parse_document(&html);
+            let text: String = doc.root_element().text().collect();
+            for secret in ["alert(1)", "p{}", "HIDDEN", "GONE", "RAW"] {
+                assert!(!text.contains(secret), "{secret} became text");
+            }
+            assert!(text.contains("shown"), "visible text after them is kept");
+        }
     }
 
     #[test]

@@ -257,7 +257,7 @@ for e in d.entries:
     assert e.title and e.link and e.id, e
     assert e.updated.endswith("+08:00"), e.updated
     assert e.author
-first = d.entries[1]
+first = d.entries[0]
 assert first.published == "2020-05-12T00:00:00+08:00", first.published
 assert first.author == "河南日报", first.author
 assert "{origin}/utf8/gzdt/202005/W020200512083114.png" in first.content[0].value
