@@ -630,16 +630,14 @@ impl TokenSink for Guard {
 
     fn process_token(&self, token: Token, line_number: u64) -> TokenSinkResult<NodeId> {
         match &token {
-            Token::TagToken(tag) => {
-                if !self.admit(tag) {
-                    // A dropped script or style still ends the tokenizer's markup mode,
-                    // so its text stays text and is muted with it.
-                    return match self.state.borrow_mut().raw_now.take() {
-                        Some(Switch::Raw(kind)) => TokenSinkResult::RawData(kind),
-                        Some(Switch::Plaintext) => TokenSinkResult::Plaintext,
-                        None => TokenSinkResult::Continue,
-                    };
-                }
+            // A dropped script or style still ends the tokenizer's markup mode, so its
+            // text stays text and is muted with it.
+            Token::TagToken(tag) if !self.admit(tag) => {
+                return match self.state.borrow_mut().raw_now.take() {
+                    Some(Switch::Raw(kind)) => TokenSinkResult::RawData(kind),
+                    Some(Switch::Plaintext) => TokenSinkResult::Plaintext,
+                    None => TokenSinkResult::Continue,
+                };
             }
             Token::CharacterTokens(_) | Token::CommentToken(_) | Token::NullCharacterToken
                 if self.state.borrow().mute.is_some() =>
