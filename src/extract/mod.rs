@@ -5,6 +5,7 @@
 //! A field whose selector matches nothing is a warning on that item, never an error:
 //! one odd article must not cost the feed its other items.
 
+pub mod auto;
 pub mod charset;
 pub mod sanitize;
 
@@ -408,4 +409,30 @@ pub fn normalize_text<'a>(parts: impl Iterator<Item = &'a str>) -> String {
     let trimmed = out.trim_end().len();
     out.truncate(trimmed);
     crate::model::xml_safe(&out).into_owned()
+}
+
+impl Document {
+    /// Decodes with an optional explicit encoding (no [`Site`] needed) and parses; returns
+    /// the charset decision so callers can report an overruled label. Used by `extract`.
+    pub fn parse_reporting(
+        page: &Page,
+        encoding: Option<&'static encoding_rs::Encoding>,
+    ) -> (Self, charset::Decision) {
+        let tld = page
+            .url
+            .host_str()
+            .and_then(|h| h.rsplit('.').next())
+            .map(str::as_bytes);
+        let (text, decision) =
+            charset::decode_page(&page.body, page.content_type.as_deref(), encoding, tld);
+        let html = Html::parse_document(&text);
+        let base = html
+            .select(&BASE_HREF)
+            .next()
+            .and_then(|b| b.value().attr("href"))
+            .and_then(|h| page.url.join(h.trim()).ok())
+            .filter(|u| matches!(u.scheme(), "http" | "https" | "file"))
+            .unwrap_or_else(|| page.url.clone());
+        (Document { html, base }, decision)
+    }
 }

@@ -1,0 +1,541 @@
+//! Automatic extraction: title, date, source, author, body and images from an article
+//! page with no selector file, so a site can be added by its list page alone and a
+//! selector only written for what the guess gets wrong.
+//!
+//! Pure like the rest of `extract`: a parsed document, its URL, a time zone hint and `now`
+//! in; fields out, each with the evidence it came from in `via` (`json-ld`,
+//! `meta:pubdate`, `text:来源`, `url`, `h1`, `density`...). Evidence is trusted in this
+//! order: JSON-LD, CMS `<meta>` tags, `<time>`, the visible info line near the title,
+//! bylines, the URL. The body comes from text/link density and punctuation scoring
+//! ([`body`]) and goes through the same sanitizer as selector-extracted bodies.
+
+mod body;
+mod evidence;
+mod report;
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Duration, Utc};
+use chrono_tz::Tz;
+use ego_tree::NodeId;
+use scraper::{ElementRef, Selector};
+use url::Url;
+
+use crate::date;
+use crate::extract::{merge_dates, normalize_text, sanitize, Document};
+use crate::model::{Item, PageDate};
+use crate::site::ArticleRules;
+
+pub use body::image_url;
+pub use report::{run, ExtractOptions, Report};
+
+/// What automatic extraction found.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AutoArticle {
+    pub title: Option<String>,
+    pub published: Option<PageDate>,
+    pub source: Option<String>,
+    pub author: Option<String>,
+    /// Sanitized HTML with absolute URLs.
+    pub content: Option<String>,
+    /// The body as plain text, one paragraph a line.
+    pub text: String,
+    /// Absolute image URLs of the body (or the page's og:image when the body has none).
+    pub images: Vec<String>,
+    /// Per field, the evidence it came from.
+    pub via: BTreeMap<&'static str, String>,
+    /// The zone naive dates were read in, and why.
+    pub zone: Option<(Tz, String)>,
+    pub warnings: Vec<String>,
+}
+
+/// What the caller knows besides the page.
+#[derive(Debug, Clone, Copy)]
+pub struct Hints<'a> {
+    /// The page's address (URL date, zone guess); links resolve against the document's base.
+    pub url: &'a Url,
+    /// The zone for dates without an offset; `None` = guess from the page.
+    pub timezone: Option<Tz>,
+    pub now: DateTime<Utc>,
+}
+
+/// Extracts every field from a parsed page.
+pub fn extract(doc: &Document, hints: Hints<'_>) -> AutoArticle {
+    let html = &doc.html;
+    let metas = evidence::Metas::read(html);
+    let ld = evidence::JsonLd::read(html);
+    let analysis = body::analyze(html);
+    let mut out = AutoArticle::default();
+
+    let lang = evidence::language(html, &metas);
+    out.zone = match hints.timezone {
+        Some(tz) => Some((tz, "given".to_owned())),
+        None => implied_zone(lang.as_deref(), hints.url, &analysis),
+    };
+
+    let (title, title_via, title_node) = find_title(doc, &metas, &ld, &analysis);
+    out.title = title;
+    if let Some(v) = title_via {
+        out.via.insert("title", v);
+    }
+    let window = info_window(&analysis, title_node);
+
+    let (published, via) = find_date(&metas, &ld, html, window, hints, &mut out);
+    out.published = published;
+    if let Some(v) = via {
+        out.via.insert("published", v);
+    }
+
+    let source = metas
+        .first(evidence::SOURCE_METAS)
+        .map(|(n, v)| (v.to_owned(), format!("meta:{n}")))
+        .or_else(|| evidence::source_in(window).map(|s| (s, "text:来源".to_owned())))
+        .or_else(|| {
+            let after = title_node
+                .and_then(|t| analysis.stats.get(&t))
+                .map_or(0, |s| s.end);
+            evidence::source_in(&analysis.flat[after..]).map(|s| (s, "text:来源".to_owned()))
+        })
+        .or_else(|| ld.publisher.clone().map(|p| (p, "json-ld".to_owned())))
+        .or_else(|| {
+            metas
+                .first(&["og:site_name", "application-name"])
+                .map(|(n, v)| (v.to_owned(), format!("meta:{n}")))
+        });
+    if let Some((s, via)) = source {
+        out.source = Some(s);
+        out.via.insert("source", via);
+    }
+
+    let author = ld
+        .author
+        .clone()
+        .map(|a| (a, "json-ld".to_owned()))
+        .or_else(|| {
+            metas
+                .first(evidence::AUTHOR_METAS)
+                .filter(|(_, v)| !v.starts_with("http"))
+                .and_then(|(n, v)| Some((evidence::clean_byline(v)?, format!("meta:{n}"))))
+        })
+        .or_else(|| evidence::byline(html).map(|a| (a, "byline".to_owned())))
+        .or_else(|| evidence::author_in(window).map(|a| (a, "text:作者".to_owned())));
+    if let Some((a, via)) = author {
+        out.author = Some(a);
+        out.via.insert("author", via);
+    }
+
+    match body::choose(html, &analysis) {
+        Some(mut b) => {
+            body::prune(html, &analysis, &mut b, title_node, &doc.base);
+            let mut content = String::new();
+            for root in b.roots.iter().filter_map(|r| element(doc, *r)) {
+                content.push_str(&sanitize::sanitize(root, &doc.base, &b.skip).html);
+            }
+            out.text = body::text(html, &b);
+            out.images = body::images(html, &b, &doc.base);
+            out.content = Some(content).filter(|c| !c.is_empty());
+            out.via.insert("content", "density".to_owned());
+        }
+        None => out.warnings.push("no article body found".to_owned()),
+    }
+    if let Some(ld_body) = &ld.body {
+        // Pages that render their body with script still ship it in JSON-LD.
+        if ld_body.chars().count() > 2 * out.text.chars().count().max(100) {
+            out.text = ld_body.clone();
+            out.content = Some(paragraphs_html(ld_body));
+            out.via.insert("content", "json-ld".to_owned());
+        }
+    }
+    if out.content.is_some() {
+        out.via.insert("text", out.via["content"].clone());
+    }
+
+    if !out.images.is_empty() {
+        out.via.insert("images", "density".to_owned());
+    } else {
+        let og = metas
+            .first(&["og:image", "og:image:url", "twitter:image"])
+            .map(|(n, v)| (v.to_owned(), format!("meta:{n}")))
+            .or_else(|| ld.images.first().map(|i| (i.clone(), "json-ld".to_owned())));
+        if let Some((src, via)) = og {
+            if let Some(abs) = sanitize::absolute(&doc.base, &src, true)
+                .filter(|s| !s.starts_with("data:"))
+            {
+                out.images.push(abs);
+                out.via.insert("images", via);
+            }
+        }
+    }
+    if out.title.is_none() {
+        out.warnings.push("no title found".to_owned());
+    }
+    out
+}
+
+fn element(doc: &Document, id: NodeId) -> Option<ElementRef<'_>> {
+    doc.html.tree.get(id).and_then(ElementRef::wrap)
+}
+
+fn paragraphs_html(text: &str) -> String {
+    let mut out = String::new();
+    for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        out.push_str("<p>");
+        for c in line.chars() {
+            match c {
+                '&' => out.push_str("&amp;"),
+                '<' => out.push_str("&lt;"),
+                '>' => out.push_str("&gt;"),
+                c => out.push(c),
+            }
+        }
+        out.push_str("</p>");
+    }
+    crate::model::xml_safe(&out).into_owned()
+}
+
+/// Separators between an article title and the site or section name in `<title>`.
+const TITLE_SEPARATORS: &[&str] = &[" | ", " - ", " – ", " — ", "_", "｜", "丨", " :: ", " · ", "--"];
+
+/// `<title>` split at site-name separators.
+fn title_segments(raw: &str) -> Vec<String> {
+    let mut parts = vec![raw.to_owned()];
+    for sep in TITLE_SEPARATORS {
+        parts = parts
+            .iter()
+            .flat_map(|p| p.split(sep).map(str::to_owned).collect::<Vec<_>>())
+            .collect();
+    }
+    parts
+        .into_iter()
+        .map(|p| p.trim().to_owned())
+        .filter(|p| !p.is_empty())
+        .collect()
+}
+
+fn bigrams(s: &str) -> Vec<(char, char)> {
+    let chars: Vec<char> = s
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .flat_map(char::to_lowercase)
+        .collect();
+    chars.windows(2).map(|w| (w[0], w[1])).collect()
+}
+
+/// How many of `candidate`'s bigrams `reference` has, and that as a share.
+fn overlap(candidate: &str, reference: &[(char, char)]) -> (usize, f64) {
+    let c = bigrams(candidate);
+    if c.is_empty() {
+        return (0, 0.0);
+    }
+    let hits = c.iter().filter(|b| reference.contains(b)).count();
+    (hits, hits as f64 / c.len() as f64)
+}
+
+static TITLE_CANDIDATES: std::sync::LazyLock<Selector> = std::sync::LazyLock::new(|| {
+    Selector::parse(
+        "h1, h2, h3, [class*=title i], [id*=title i], [class*=headline i], [itemprop=headline]",
+    )
+    .expect("static selector")
+});
+static TITLE_TAG: std::sync::LazyLock<Selector> =
+    std::sync::LazyLock::new(|| Selector::parse("title").expect("static selector"));
+
+/// The heading that best matches what the page's metadata calls its title.
+fn find_title(
+    doc: &Document,
+    metas: &evidence::Metas,
+    ld: &evidence::JsonLd,
+    analysis: &body::Analysis,
+) -> (Option<String>, Option<String>, Option<NodeId>) {
+    let html = &doc.html;
+    let raw_title = html
+        .select(&TITLE_TAG)
+        .next()
+        .map(|t| normalize_text(t.text()))
+        .unwrap_or_default();
+    let segments = title_segments(&raw_title);
+    let declared: Vec<(String, String)> = metas
+        .first(evidence::TITLE_METAS)
+        .map(|(n, v)| (v.to_owned(), format!("meta:{n}")))
+        .into_iter()
+        .chain(ld.headline.clone().map(|h| (h, "json-ld".to_owned())))
+        .collect();
+    let mut reference = bigrams(&raw_title);
+    for (d, _) in &declared {
+        reference.extend(bigrams(d));
+    }
+    let main_segment = segments
+        .iter()
+        .max_by_key(|s| s.chars().count())
+        .cloned()
+        .unwrap_or_default();
+
+    let mut best: Option<(usize, ElementRef<'_>, String)> = None;
+    if !reference.is_empty() {
+        for el in html.select(&TITLE_CANDIDATES) {
+            let Some(st) = analysis.stats.get(&el.id()) else {
+                continue;
+            };
+            if st.full.chars < 4 || st.full.chars > 300 {
+                continue;
+            }
+            let text = normalize_text(el.text());
+            // The site's name (a logo heading) also appears in <title>: not the headline.
+            if segments.len() > 1 && segments.iter().any(|s| *s == text) && text != main_segment
+            {
+                continue;
+            }
+            let (hits, share) = overlap(&text, &reference);
+            if share < 0.6 || hits < 2 {
+                continue;
+            }
+            let bonus = usize::from(el.value().name() == "h1");
+            if best.as_ref().is_none_or(|(h, _, _)| hits + bonus > *h) {
+                best = Some((hits + bonus, el, text));
+            }
+        }
+    }
+    if let Some((_, el, text)) = best {
+        let via = match el.value().name() {
+            n @ ("h1" | "h2" | "h3") => n.to_owned(),
+            _ => "title-class".to_owned(),
+        };
+        return (Some(text), Some(via), Some(el.id()));
+    }
+    if let Some((d, via)) = declared.into_iter().next() {
+        return (Some(d), Some(via), None);
+    }
+    if !main_segment.is_empty() {
+        return (Some(main_segment), Some("title".to_owned()), None);
+    }
+    (None, None, None)
+}
+
+/// The text around the title where CMSes print `时间：… 来源：…`: a little before it (some
+/// print the date above) and more after it. Without a title, the start of the page.
+fn info_window(a: &body::Analysis, title: Option<NodeId>) -> &str {
+    let flat = &a.flat;
+    let (start, end) = match title.and_then(|t| a.stats.get(&t)) {
+        Some(st) => (floor(flat, st.start.saturating_sub(150)), ceil(flat, st.end + 600)),
+        None => (0, ceil(flat, 1500)),
+    };
+    &flat[start..end]
+}
+
+fn floor(s: &str, mut i: usize) -> usize {
+    while !s.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
+}
+
+fn ceil(s: &str, mut i: usize) -> usize {
+    if i >= s.len() {
+        return s.len();
+    }
+    while !s.is_char_boundary(i) {
+        i += 1;
+    }
+    i
+}
+
+/// Reads the date candidates in trust order; a day-only winner takes its time of day
+/// from a later candidate naming the same day.
+fn find_date(
+    metas: &evidence::Metas,
+    ld: &evidence::JsonLd,
+    html: &scraper::Html,
+    window: &str,
+    hints: Hints<'_>,
+    out: &mut AutoArticle,
+) -> (Option<PageDate>, Option<String>) {
+    let mut candidates: Vec<(String, String)> = Vec::new();
+    if let Some(d) = &ld.date {
+        candidates.push((d.clone(), "json-ld".to_owned()));
+    }
+    if let Some((n, v)) = metas.first(evidence::DATE_METAS) {
+        candidates.push((v.to_owned(), format!("meta:{n}")));
+    }
+    if let Some(t) = evidence::time_element(html) {
+        candidates.push((t, "time-element".to_owned()));
+    }
+    if let Some((t, labelled)) = evidence::date_in(window) {
+        let via = if labelled { "text:时间" } else { "text" };
+        candidates.push((t.to_owned(), via.to_owned()));
+    }
+    if let Some(d) = evidence::url_date(hints.url) {
+        candidates.push((d, "url".to_owned()));
+    }
+    let zone = out.zone.as_ref().map_or(chrono_tz::UTC, |z| z.0);
+    let latest = hints.now + Duration::days(1);
+    let mut best: Option<(PageDate, String)> = None;
+    for (text, via) in candidates {
+        let Ok(d) = date::parse(&text, None, zone, hints.now) else {
+            continue;
+        };
+        if d.at > latest || d.at.timestamp() < 631_152_000 {
+            continue; // before 1990 or in the future: a typo or a copyright year
+        }
+        match &best {
+            None => {
+                if out.zone.is_none() && !has_offset(&text, hints.now) {
+                    out.warnings.push(format!(
+                        "no time zone known for the page's date {text:?}: read as UTC"
+                    ));
+                }
+                best = Some((d, via));
+                if !d.date_only {
+                    break;
+                }
+            }
+            Some((b, bvia)) => {
+                let merged = merge_dates(Some(*b), Some(d));
+                if let Some(m) = merged.filter(|m| !m.date_only) {
+                    let via = format!("{bvia}+{via}");
+                    return (Some(m), Some(via));
+                }
+            }
+        }
+    }
+    match best {
+        Some((d, via)) => (Some(d), Some(via)),
+        None => (None, None),
+    }
+}
+
+/// The text carries its own offset when two zones read it as the same instant.
+fn has_offset(text: &str, now: DateTime<Utc>) -> bool {
+    let a = date::parse(text, None, chrono_tz::UTC, now);
+    let b = date::parse(text, None, chrono_tz::Asia::Tokyo, now);
+    matches!((a, b), (Ok(a), Ok(b)) if a.at == b.at)
+}
+
+/// The zone the page implies by its language, then its country domain, then its script.
+fn implied_zone(lang: Option<&str>, url: &Url, a: &body::Analysis) -> Option<(Tz, String)> {
+    use chrono_tz::{America, Asia, Europe};
+    const BY_LANG: &[(&str, Tz)] = &[
+        ("zh-tw", Asia::Taipei),
+        ("zh-hant-tw", Asia::Taipei),
+        ("zh-hk", Asia::Hong_Kong),
+        ("zh-hant-hk", Asia::Hong_Kong),
+        ("zh-mo", Asia::Macau),
+        ("zh-sg", Asia::Singapore),
+        ("zh", Asia::Shanghai),
+        ("ja", Asia::Tokyo),
+        ("ko", Asia::Seoul),
+        ("en-gb", Europe::London),
+        ("en-ie", Europe::Dublin),
+        ("en-in", Asia::Kolkata),
+        ("en-sg", Asia::Singapore),
+        ("pt-br", America::Sao_Paulo),
+        ("pt", Europe::Lisbon),
+        ("es-mx", America::Mexico_City),
+        ("es-ar", America::Argentina::Buenos_Aires),
+        ("es-co", America::Bogota),
+        ("es-cl", America::Santiago),
+        ("es", Europe::Madrid),
+        ("de", Europe::Berlin),
+        ("fr", Europe::Paris),
+        ("it", Europe::Rome),
+        ("nl", Europe::Amsterdam),
+        ("pl", Europe::Warsaw),
+        ("cs", Europe::Prague),
+        ("sv", Europe::Stockholm),
+        ("da", Europe::Copenhagen),
+        ("nb", Europe::Oslo),
+        ("no", Europe::Oslo),
+        ("fi", Europe::Helsinki),
+        ("el", Europe::Athens),
+        ("hu", Europe::Budapest),
+        ("ro", Europe::Bucharest),
+        ("tr", Europe::Istanbul),
+        ("ru", Europe::Moscow),
+        ("uk", Europe::Kyiv),
+        ("he", Asia::Jerusalem),
+        ("vi", Asia::Ho_Chi_Minh),
+        ("th", Asia::Bangkok),
+        ("id", Asia::Jakarta),
+        ("hi", Asia::Kolkata),
+    ];
+    const BY_TLD: &[(&str, Tz)] = &[
+        ("cn", Asia::Shanghai),
+        ("tw", Asia::Taipei),
+        ("hk", Asia::Hong_Kong),
+        ("jp", Asia::Tokyo),
+        ("kr", Asia::Seoul),
+        ("uk", Europe::London),
+        ("ie", Europe::Dublin),
+        ("de", Europe::Berlin),
+        ("at", Europe::Vienna),
+        ("ch", Europe::Zurich),
+        ("fr", Europe::Paris),
+        ("be", Europe::Brussels),
+        ("it", Europe::Rome),
+        ("es", Europe::Madrid),
+        ("pt", Europe::Lisbon),
+        ("nl", Europe::Amsterdam),
+        ("pl", Europe::Warsaw),
+        ("cz", Europe::Prague),
+        ("se", Europe::Stockholm),
+        ("dk", Europe::Copenhagen),
+        ("no", Europe::Oslo),
+        ("fi", Europe::Helsinki),
+        ("gr", Europe::Athens),
+        ("ru", Europe::Moscow),
+        ("tr", Europe::Istanbul),
+        ("in", Asia::Kolkata),
+        ("sg", Asia::Singapore),
+        ("br", America::Sao_Paulo),
+        ("mx", America::Mexico_City),
+        ("ar", America::Argentina::Buenos_Aires),
+    ];
+    if let Some(lang) = lang {
+        for (prefix, tz) in BY_LANG {
+            if lang == *prefix || lang.starts_with(&format!("{prefix}-")) {
+                return Some((*tz, format!("language {lang}")));
+            }
+        }
+    }
+    let tld = url.host_str().and_then(|h| h.rsplit('.').next()).unwrap_or("");
+    if let Some((_, tz)) = BY_TLD.iter().find(|(t, _)| *t == tld) {
+        return Some((*tz, format!("domain .{tld}")));
+    }
+    let visible = a.flat.chars().filter(|c| !c.is_whitespace()).count().max(1);
+    if a.han as usize * 3 > visible {
+        return Some((Asia::Shanghai, "Chinese text".to_owned()));
+    }
+    None
+}
+
+/// Fills the fields a site's selectors left empty (rule absent or matched nothing) from
+/// automatic extraction; returns the names of the fields filled.
+pub fn fill(item: &mut Item, rules: &ArticleRules, auto: &AutoArticle) -> Vec<&'static str> {
+    let mut filled = Vec::new();
+    if item.title.is_none() && auto.title.is_some() {
+        item.title.clone_from(&auto.title);
+        filled.push("title");
+    }
+    if item.published.is_none() {
+        if let Some(d) = auto.published {
+            item.published = Some(d.at);
+            item.date_only = d.date_only;
+            filled.push("published");
+        }
+    }
+    if item.source.is_none() && auto.source.is_some() {
+        item.source.clone_from(&auto.source);
+        filled.push("source");
+    }
+    if item.content.is_none() && auto.content.is_some() {
+        item.content.clone_from(&auto.content);
+        filled.push("content");
+    }
+    if rules.images.is_none() && item.images.is_empty() && !auto.images.is_empty() {
+        item.images.clone_from(&auto.images);
+        filled.push("images");
+    }
+    filled
+}
+
+#[cfg(test)]
+mod tests;
