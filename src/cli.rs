@@ -74,6 +74,27 @@ pub enum Command {
         #[arg(long, default_value_t = 5)]
         limit: usize,
     },
+    /// Extract one article page without selectors (or with a selector file's [article]
+    /// rules first): title, date, source, body, images, and where each came from.
+    Extract {
+        /// A saved page, `-` for stdin, or an http(s) URL to fetch.
+        page: String,
+        /// The page's address (relative links, the date in the URL) when PAGE is a file.
+        #[arg(long)]
+        url: Option<Url>,
+        /// Zone for dates without an offset [default: the page's language or country]
+        #[arg(long, value_name = "TZ")]
+        timezone: Option<chrono_tz::Tz>,
+        /// Decode as this encoding (a WHATWG label), whatever the page says.
+        #[arg(long, value_name = "LABEL")]
+        encoding: Option<String>,
+        /// A selector file whose [article] rules apply first.
+        #[arg(long, value_name = "FILE")]
+        site: Option<PathBuf>,
+        /// One JSON object.
+        #[arg(long)]
+        json: bool,
+    },
     /// Validate selector files; print each error as path:line:col: message.
     Check {
         /// Files to check [default: every *.toml in the selectors directory]
@@ -153,6 +174,17 @@ pub async fn run(cli: Cli) -> Result<()> {
                 limit,
             )
             .await
+        }
+        Command::Extract {
+            page,
+            url,
+            timezone,
+            encoding,
+            site,
+            json,
+        } => {
+            init_logging(LogFormat::Human);
+            extract_cmd(&page, url, timezone, encoding.as_deref(), site.as_deref(), json).await
         }
         Command::Check { files, selectors } => check_cmd(files, &selectors),
         Command::Demo { listen, data } => {
@@ -626,6 +658,69 @@ fn print_table(site: &Site, items: &[Item]) {
             println!("     warning {w}");
         }
     }
+}
+
+async fn extract_cmd(
+    source: &str,
+    url: Option<Url>,
+    timezone: Option<chrono_tz::Tz>,
+    encoding: Option<&str>,
+    site_file: Option<&Path>,
+    json: bool,
+) -> Result<()> {
+    let encoding = match encoding {
+        Some(l) => Some(encoding_rs::Encoding::for_label(l.trim().as_bytes()).ok_or_else(
+            || config_failure(format!("--encoding {l:?} is not a known encoding label")),
+        )?),
+        None => None,
+    };
+    let site = site_file.map(load_site).transpose()?;
+    let page = if source.starts_with("http://") || source.starts_with("https://") {
+        let address = Url::parse(source).map_err(|e| config_failure(format!("{source}: {e}")))?;
+        let manners = Manners {
+            delay: Duration::ZERO,
+            robots: site.as_ref().is_none_or(|s| s.robots),
+        };
+        match Fetcher::new(FetchSettings::default())?
+            .get(&address, None, manners)
+            .await?
+        {
+            FetchOutcome::Page { page, .. } => page,
+            FetchOutcome::NotModified => bail!("{source}: 304 Not Modified"),
+        }
+    } else {
+        let body = if source == "-" {
+            let mut b = Vec::new();
+            std::io::Read::read_to_end(&mut std::io::stdin(), &mut b).context("cannot read stdin")?;
+            b
+        } else {
+            std::fs::read(source).with_context(|| format!("cannot read {source}"))?
+        };
+        let url = match url {
+            Some(u) => u,
+            None if source == "-" => Url::parse("http://localhost/")?,
+            None => Url::from_file_path(std::fs::canonicalize(source)?)
+                .map_err(|_| anyhow::anyhow!("{source}: not a file path"))?,
+        };
+        Page {
+            url,
+            body: body.into(),
+            content_type: None,
+        }
+    };
+    let options = crate::extract::auto::ExtractOptions {
+        timezone,
+        encoding,
+        site: site.as_ref(),
+        now: Utc::now(),
+    };
+    let report = crate::extract::auto::run(&page, options);
+    if json {
+        println!("{}", report.to_json());
+    } else {
+        print!("{}", report.render());
+    }
+    Ok(())
 }
 
 fn check_cmd(files: Vec<PathBuf>, dir: &Path) -> Result<()> {
