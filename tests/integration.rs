@@ -21,3 +21,6 @@ mod service;
 
 #[path = "integration/upstream.rs"]
 mod upstream;
+
+#[path = "integration/auto_score.rs"]
+mod auto_score;
