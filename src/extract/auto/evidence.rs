@@ -86,12 +86,22 @@ pub const DATE_METAS: &[&str] = &[
     "date",
     "releasedate",
     "weibo:article:create_at",
+];
+
+/// Update times: only when nothing says when the page was published (and for the year
+/// of a `发布时间：10-08 12:00` that omits it).
+pub const UPDATE_METAS: &[&str] = &[
+    "dateupdate",
+    "datemodified",
+    "article:modified_time",
+    "og:updated_time",
     "lastmodifiedtime",
+    "last-modified",
 ];
 
 pub const TITLE_METAS: &[&str] = &["articletitle", "og:title", "twitter:title", "dc.title"];
 
-pub const SOURCE_METAS: &[&str] = &["contentsource", "source", "dc.publisher"];
+pub const SOURCE_METAS: &[&str] = &["contentsource", "source", "mediaid", "dc.publisher"];
 
 pub const AUTHOR_METAS: &[&str] = &[
     "author",
@@ -251,7 +261,7 @@ static AUTHOR_LINE: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"(?:作者|记者|撰稿)\s*[:：]\s*([^\s|｜:：【】\[\]()（）]{2,30})").expect("static regex")
 });
 static DATE_LABEL: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?:发布时间|发表时间|发布日期|时间|日期|Published|Posted|Updated)\s*[:：]?\s*")
+    Regex::new(r"(?:发布时间|发表时间|发布日期|时间|日期|Published|Posted)\s*[:：]?\s*")
         .expect("static regex")
 });
 /// A full date with a four-digit year in the usual spellings; what follows it (the time)
@@ -284,6 +294,60 @@ fn labelled(re: &Regex, text: &str) -> Option<String> {
     };
     let value = value.trim_matches(|c: char| c.is_whitespace() || ",，;；。".contains(c));
     (value.chars().count() >= 2).then(|| value.to_owned())
+}
+
+static MONTH_DAY_LABELLED: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?:发布时间|发表时间|发布日期|时间|日期)\s*[:：]\s*(\d{1,2})\s*[-/月]\s*(\d{1,2})\s*日?\s*(\d{1,2}:\d{2}(?::\d{2})?)?")
+        .expect("static regex")
+});
+
+/// A labelled date without its year (`发布时间：10-08 12:00`), completed with `year`.
+pub fn month_day_in(window: &str, year: i32) -> Option<String> {
+    let c = MONTH_DAY_LABELLED.captures(window)?;
+    let time = c.get(3).map_or("", |t| t.as_str());
+    Some(format!("{year}-{}-{} {time}", &c[1], &c[2]))
+}
+
+/// The name printed beside the date under a title (`原创 GameForce 2019-09-04 22:18`,
+/// `2019-09-26 10:56 证券时报网`): what is left of that short line without the date, the
+/// time and the usual words.
+pub fn source_by_date(window: &str) -> Option<String> {
+    static TIME: LazyLock<Regex> =
+        LazyLock::new(|| Regex::new(r"\d{1,2}:\d{2}(:\d{2})?").expect("static regex"));
+    const NOISE: &[&str] = &[
+        "原创", "转载", "分享", "评论", "举报", "关注", "字号", "优质原创作者", "收藏", "打印",
+    ];
+    let m = DATE_TEXT.find(window)?;
+    let line_start = window[..m.start()].rfind('\n').map_or(0, |i| i + 1);
+    let line_end = window[m.end()..].find('\n').map_or(window.len(), |i| m.end() + i);
+    let line = &window[line_start..line_end];
+    if line.chars().count() > 80 || line.contains(['：', ':']) && LABEL_CUT.is_match(line) {
+        return None;
+    }
+    let rest = DATE_TEXT.replace_all(line, " ");
+    let rest = TIME.replace_all(&rest, " ");
+    rest.split(|c: char| c.is_whitespace() || "·|｜丨/".contains(c))
+        .map(|t| t.split(['[', '【', '(', '（']).next().unwrap_or(""))
+        .map(|t| t.trim_matches(|c: char| !c.is_alphanumeric()))
+        .find(|t| {
+            let n = t.chars().count();
+            (2..=20).contains(&n)
+                && !NOISE.contains(t)
+                && !t.chars().all(|c| c.is_ascii_digit())
+                && !t.chars().any(|c| c.is_ascii_digit()) 
+        })
+        .map(str::to_owned)
+}
+
+/// The first labelled date anywhere in `text` (CMSes also print it under the body).
+pub fn labelled_date_in(text: &str) -> Option<&str> {
+    DATE_LABEL.find_iter(text).find_map(|label| {
+        let rest = &text[label.end()..];
+        DATE_TEXT
+            .find(rest)
+            .filter(|m| m.start() == 0)
+            .map(|_| cut(rest, 40))
+    })
 }
 
 /// The date text in `window`: the first labelled one, else the first one at all; returned

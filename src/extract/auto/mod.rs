@@ -79,30 +79,49 @@ pub fn extract(doc: &Document, hints: Hints<'_>) -> AutoArticle {
         out.via.insert("title", v);
     }
     let window = info_window(&analysis, title_node);
+    let after_title = {
+        let at = title_node
+            .and_then(|t| analysis.stats.get(&t))
+            .map_or(0, |s| s.end);
+        &analysis.flat[at..]
+    };
 
-    let (published, via) = find_date(&metas, &ld, html, window, hints, &mut out);
+    let texts = Texts {
+        window,
+        after_title,
+    };
+    let (published, via) = find_date(&metas, &ld, html, texts, hints, &mut out);
     out.published = published;
     if let Some(v) = via {
         out.via.insert("published", v);
     }
 
-    let source = metas
-        .first(evidence::SOURCE_METAS)
-        .map(|(n, v)| (v.to_owned(), format!("meta:{n}")))
-        .or_else(|| evidence::source_in(window).map(|s| (s, "text:来源".to_owned())))
-        .or_else(|| {
-            let after = title_node
-                .and_then(|t| analysis.stats.get(&t))
-                .map_or(0, |s| s.end);
-            evidence::source_in(&analysis.flat[after..]).map(|s| (s, "text:来源".to_owned()))
-        })
-        .or_else(|| ld.publisher.clone().map(|p| (p, "json-ld".to_owned())))
-        .or_else(|| {
-            metas
-                .first(&["og:site_name", "application-name"])
-                .map(|(n, v)| (v.to_owned(), format!("meta:{n}")))
-        });
-    if let Some((s, via)) = source {
+    let chinese = analysis.han as usize * 3 > analysis.flat.chars().count();
+    let site = site_name(&metas, &ld, &title_segments(&raw_title(html)));
+    let mut sources: Vec<(Option<String>, &str)> = vec![
+        (
+            metas.first(evidence::SOURCE_METAS).map(|(_, v)| v.to_owned()),
+            "meta",
+        ),
+        (evidence::source_in(window), "text:来源"),
+    ];
+    if chinese {
+        let title_end = title_node
+            .and_then(|t| analysis.stats.get(&t))
+            .map(|s| (s.start, s.end));
+        sources.push((source_element(doc, &analysis, title_end), "source-element"));
+        sources.push((evidence::source_by_date(window), "text:date-line"));
+        sources.push((evidence::source_in(after_title), "text:来源"));
+    }
+    sources.push((site.clone().map(|s| s.0), "site-name"));
+    if let Some((s, via)) = sources.into_iter().find_map(|(s, via)| Some((s?, via))) {
+        let via = match via {
+            "meta" => metas
+                .first(evidence::SOURCE_METAS)
+                .map_or("meta".to_owned(), |(n, _)| format!("meta:{n}")),
+            "site-name" => site.map_or("site-name".to_owned(), |s| s.1),
+            v => v.to_owned(),
+        };
         out.source = Some(s);
         out.via.insert("source", via);
     }
@@ -193,6 +212,89 @@ fn paragraphs_html(text: &str) -> String {
     crate::model::xml_safe(&out).into_owned()
 }
 
+fn raw_title(html: &scraper::Html) -> String {
+    html.select(&TITLE_TAG)
+        .next()
+        .map(|t| normalize_text(t.text()))
+        .unwrap_or_default()
+}
+
+/// The site's name: og:site_name, the JSON-LD publisher and the `<title>` suffix vote
+/// (spelling aside: `TheHill`, `The Hill`); the most agreed spelling wins.
+fn site_name(
+    metas: &evidence::Metas,
+    ld: &evidence::JsonLd,
+    segments: &[String],
+) -> Option<(String, String)> {
+    let mut candidates: Vec<(String, String)> = Vec::new();
+    if let Some((n, v)) = metas.first(&["og:site_name", "application-name"]) {
+        candidates.push((v.to_owned(), format!("meta:{n}")));
+    }
+    if let Some(p) = &ld.publisher {
+        candidates.push((p.clone(), "json-ld".to_owned()));
+    }
+    if segments.len() > 1 {
+        let last = &segments[segments.len() - 1];
+        let longest = segments.iter().map(|s| s.chars().count()).max().unwrap_or(0);
+        if last.chars().count() < longest {
+            candidates.push((last.clone(), "title-suffix".to_owned()));
+        }
+    }
+    let key = |s: &str| -> String {
+        s.chars()
+            .filter(|c| c.is_alphanumeric())
+            .flat_map(char::to_lowercase)
+            .collect()
+    };
+    let votes = |c: &(String, String)| {
+        let k = key(&c.0);
+        let agree = candidates
+            .iter()
+            .filter(|o| !k.is_empty() && (key(&o.0).contains(&k) || k.contains(&key(&o.0))))
+            .count();
+        let exact = candidates.iter().filter(|o| o.0 == c.0).count();
+        let capital = c.0.chars().next().is_some_and(char::is_uppercase);
+        (agree, exact, capital)
+    };
+    let mut best: Option<(&(String, String), (usize, usize, bool))> = None;
+    for c in &candidates {
+        let v = votes(c);
+        if best.as_ref().is_none_or(|(_, bv)| v > *bv) {
+            best = Some((c, v));
+        }
+    }
+    best.map(|(c, _)| c.clone())
+}
+
+static SOURCE_CLASS: std::sync::LazyLock<Selector> = std::sync::LazyLock::new(|| {
+    Selector::parse(
+        "[class*=source i], [id*=source i], [class*=media i], [class*=author i], [class*=account i]",
+    )
+    .expect("static selector")
+});
+
+/// A short element classed like a source or an account name just around the title.
+fn source_element(
+    doc: &Document,
+    a: &body::Analysis,
+    title: Option<(usize, usize)>,
+) -> Option<String> {
+    let (start, end) = title?;
+    doc.html.select(&SOURCE_CLASS).find_map(|el| {
+        let st = a.stats.get(&el.id())?;
+        if st.start + 200 < start || st.start > end + 400 || st.full.chars > 40 {
+            return None;
+        }
+        let first = el.text().map(str::trim).find(|t| !t.is_empty())?;
+        let first = first
+            .trim_start_matches(|c: char| "来源稿源出处文章信息：:".contains(c) || c.is_whitespace())
+            .trim();
+        let n = first.chars().count();
+        ((2..=30).contains(&n) && !first.chars().any(|c| c.is_ascii_digit()))
+            .then(|| first.to_owned())
+    })
+}
+
 /// Separators between an article title and the site or section name in `<title>`.
 const TITLE_SEPARATORS: &[&str] = &[" | ", " - ", " – ", " — ", "_", "｜", "丨", " :: ", " · ", "--"];
 
@@ -210,6 +312,22 @@ fn title_segments(raw: &str) -> Vec<String> {
         .map(|p| p.trim().to_owned())
         .filter(|p| !p.is_empty())
         .collect()
+}
+
+/// `Headline - Site` -> `Headline` when `Site` is also the `<title>`'s last segment.
+fn strip_site_suffix(title: &str, segments: &[String]) -> String {
+    if segments.len() < 2 {
+        return title.to_owned();
+    }
+    let site = &segments[segments.len() - 1];
+    for sep in TITLE_SEPARATORS {
+        if let Some(head) = title.strip_suffix(site.as_str()).and_then(|h| h.strip_suffix(sep)) {
+            if !head.trim().is_empty() {
+                return head.trim().to_owned();
+            }
+        }
+    }
+    title.to_owned()
 }
 
 fn bigrams(s: &str) -> Vec<(char, char)> {
@@ -233,7 +351,7 @@ fn overlap(candidate: &str, reference: &[(char, char)]) -> (usize, f64) {
 
 static TITLE_CANDIDATES: std::sync::LazyLock<Selector> = std::sync::LazyLock::new(|| {
     Selector::parse(
-        "h1, h2, h3, [class*=title i], [id*=title i], [class*=headline i], [itemprop=headline]",
+        "h1, h2, h3, h4, [class*=title i], [id*=title i], [class*=headline i], [itemprop=headline]",
     )
     .expect("static selector")
 });
@@ -248,11 +366,7 @@ fn find_title(
     analysis: &body::Analysis,
 ) -> (Option<String>, Option<String>, Option<NodeId>) {
     let html = &doc.html;
-    let raw_title = html
-        .select(&TITLE_TAG)
-        .next()
-        .map(|t| normalize_text(t.text()))
-        .unwrap_or_default();
+    let raw_title = raw_title(html);
     let segments = title_segments(&raw_title);
     let declared: Vec<(String, String)> = metas
         .first(evidence::TITLE_METAS)
@@ -270,7 +384,7 @@ fn find_title(
         .cloned()
         .unwrap_or_default();
 
-    let mut best: Option<(usize, ElementRef<'_>, String)> = None;
+    let mut best: Option<(isize, ElementRef<'_>, String)> = None;
     if !reference.is_empty() {
         for el in html.select(&TITLE_CANDIDATES) {
             let Some(st) = analysis.stats.get(&el.id()) else {
@@ -289,9 +403,13 @@ fn find_title(
             if share < 0.6 || hits < 2 {
                 continue;
             }
-            let bonus = usize::from(el.value().name() == "h1");
-            if best.as_ref().is_none_or(|(h, _, _)| hits + bonus > *h) {
-                best = Some((hits + bonus, el, text));
+            // Words the metadata does not have (a byline, "Share") cost more than
+            // matched ones earn: the bare headline beats its wrapper.
+            let extra = bigrams(&text).len() - hits;
+            let score = hits as isize - 2 * extra as isize
+                + isize::from(el.value().name() == "h1");
+            if best.as_ref().is_none_or(|(h, _, _)| score > *h) {
+                best = Some((score, el, text));
             }
         }
     }
@@ -303,7 +421,7 @@ fn find_title(
         return (Some(text), Some(via), Some(el.id()));
     }
     if let Some((d, via)) = declared.into_iter().next() {
-        return (Some(d), Some(via), None);
+        return (Some(strip_site_suffix(&d, &segments)), Some(via), None);
     }
     if !main_segment.is_empty() {
         return (Some(main_segment), Some("title".to_owned()), None);
@@ -339,16 +457,26 @@ fn ceil(s: &str, mut i: usize) -> usize {
     i
 }
 
+/// The visible text searched for labelled values.
+#[derive(Clone, Copy)]
+struct Texts<'a> {
+    /// Around the title.
+    window: &'a str,
+    /// Everything after the title.
+    after_title: &'a str,
+}
+
 /// Reads the date candidates in trust order; a day-only winner takes its time of day
 /// from a later candidate naming the same day.
 fn find_date(
     metas: &evidence::Metas,
     ld: &evidence::JsonLd,
     html: &scraper::Html,
-    window: &str,
+    texts: Texts<'_>,
     hints: Hints<'_>,
     out: &mut AutoArticle,
 ) -> (Option<PageDate>, Option<String>) {
+    let window = texts.window;
     let mut candidates: Vec<(String, String)> = Vec::new();
     if let Some(d) = &ld.date {
         candidates.push((d.clone(), "json-ld".to_owned()));
@@ -359,12 +487,31 @@ fn find_date(
     if let Some(t) = evidence::time_element(html) {
         candidates.push((t, "time-element".to_owned()));
     }
-    if let Some((t, labelled)) = evidence::date_in(window) {
-        let via = if labelled { "text:时间" } else { "text" };
-        candidates.push((t.to_owned(), via.to_owned()));
+    match evidence::date_in(window) {
+        Some((t, true)) => candidates.push((t.to_owned(), "text:时间".to_owned())),
+        found => {
+            if let Some(t) = evidence::labelled_date_in(texts.after_title) {
+                candidates.push((t.to_owned(), "text:时间".to_owned()));
+            }
+            if let Some((t, _)) = found {
+                candidates.push((t.to_owned(), "text".to_owned()));
+            }
+        }
     }
-    if let Some(d) = evidence::url_date(hints.url) {
+    let url_date = evidence::url_date(hints.url);
+    let updated = metas.first(evidence::UPDATE_METAS);
+    let year = url_date
+        .as_deref()
+        .or(updated.map(|u| u.1))
+        .and_then(|d| d.get(..4)?.parse::<i32>().ok());
+    if let Some(d) = year.and_then(|y| evidence::month_day_in(window, y)) {
+        candidates.push((d, "text:时间+year".to_owned()));
+    }
+    if let Some(d) = url_date {
         candidates.push((d, "url".to_owned()));
+    }
+    if let Some((n, v)) = updated {
+        candidates.push((v.to_owned(), format!("meta:{n}")));
     }
     let zone = out.zone.as_ref().map_or(chrono_tz::UTC, |z| z.0);
     let latest = hints.now + Duration::days(1);
