@@ -24,3 +24,6 @@ mod upstream;
 
 #[path = "integration/auto_score.rs"]
 mod auto_score;
+
+#[path = "integration/extract_cmd.rs"]
+mod extract_cmd;
