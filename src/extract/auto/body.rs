@@ -474,7 +474,9 @@ pub fn prune(html: &Html, a: &Analysis, body: &mut Body, title: Option<NodeId>, 
                         && st.full.link_density() > 0.6
                         && st.full.chars < 300);
             let related = small && st.full.chars < 600 && RELATED.is_match(text);
-            if related && cut_rest_of.is_none() {
+            // A bare "相关链接" heading takes the list after it along; an inline "Read
+            // more: <link>" paragraph goes alone.
+            if related && st.full.chars <= 12 && cut_rest_of.is_none() {
                 cut_rest_of = Some(el.id());
             }
             if cut || related {
