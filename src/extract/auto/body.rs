@@ -15,10 +15,10 @@ use url::Url;
 
 use crate::extract::sanitize;
 
-/// Elements whose text no reader sees.
+/// Elements whose text no reader sees. (Not `form`: ASP.NET pages wrap everything in one.)
 const INVISIBLE: &[&str] = &[
     "script", "style", "noscript", "template", "head", "title", "iframe", "svg", "select",
-    "option", "button", "textarea", "object", "embed", "canvas", "math", "form",
+    "option", "button", "textarea", "object", "embed", "canvas", "math",
 ];
 
 /// Elements that flow inside a paragraph; every other element starts a block.
