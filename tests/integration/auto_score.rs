@@ -104,11 +104,15 @@ fn f1(ours: &str, label: &str) -> f64 {
     2.0 * p * r / (p + r)
 }
 
-/// Path and query: pages saved without their URL keep root-relative image labels.
-fn image_key(u: &str) -> String {
-    match Url::parse(u) {
-        Ok(u) => format!("{}?{}", u.path(), u.query().unwrap_or("")),
-        Err(_) => u.split('#').next().unwrap_or(u).to_owned(),
+/// Path and query, resolved against the page: pages saved without their URL keep
+/// root-relative or protocol-relative image labels.
+fn image_key(base: &Url, u: &str) -> String {
+    match base.join(u.trim()) {
+        Ok(u) => match u.query() {
+            Some(q) => format!("{}?{q}", u.path()),
+            None => u.path().to_owned(),
+        },
+        Err(_) => u.to_owned(),
     }
 }
 
@@ -200,8 +204,8 @@ fn score_set(dir: &str, dump: bool) -> Score {
             misses.push(format!("body F1 {score:.2} ({} vs {} chars): {head:?}", a.text.chars().count(), body.chars().count()));
         }
         if let Some(images) = l["images"].as_array() {
-            let want: Vec<String> = images.iter().filter_map(|i| i.as_str()).map(image_key).collect();
-            let ours: Vec<String> = a.images.iter().map(|i| image_key(i)).collect();
+            let want: Vec<String> = images.iter().filter_map(|i| i.as_str()).map(|i| image_key(&url, i)).collect();
+            let ours: Vec<String> = a.images.iter().map(|i| image_key(&url, i)).collect();
             let hit = ours.iter().filter(|o| want.contains(o)).count();
             s.img_hit += hit;
             s.img_label += want.len();
