@@ -120,7 +120,8 @@ struct Frame {
 /// What one paragraph's own text is worth: punctuation and length, no links.
 fn paragraph_score(own: &Counts) -> f64 {
     let plain = own.chars.saturating_sub(own.link_chars);
-    if plain < 10 || own.link_density() > 0.5 {
+    // A teaser's date under its link is not a paragraph: prose has punctuation or length.
+    if plain < 10 || own.link_density() > 0.5 || own.punct == 0 && plain < 30 {
         return 0.0;
     }
     1.0 + f64::from(own.punct.min(30)) + (f64::from(plain) / 40.0).min(6.0)
