@@ -143,8 +143,12 @@ impl JsonLd {
         let mut best: Option<(usize, Value)> = None;
         for script in html.select(&JSON_LD) {
             let text: String = script.text().collect();
-            // Hostile or broken JSON is common (trailing commas, CMS comments): skip it.
+            // Broken JSON is common (single quotes, trailing commas): read the plain
+            // string fields of an article block by pattern instead.
             let Ok(value) = serde_json::from_str::<Value>(text.trim()) else {
+                if best.is_none() && text.contains("Article") {
+                    best = Some((1, lenient(&text)));
+                }
                 continue;
             };
             let mut nodes = Vec::new();
@@ -177,6 +181,29 @@ impl JsonLd {
             body: string_of(node.get("articleBody")),
         }
     }
+}
+
+/// The string fields of a JSON-LD block serde could not parse, as a JSON object.
+fn lenient(text: &str) -> Value {
+    static FIELD: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(r#""(headline|datePublished|dateCreated|articleBody)"\s*:\s*"((?:[^"\\]|\\.)*)""#)
+            .expect("static regex")
+    });
+    static NAMED: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(r#""(author|publisher)"\s*:\s*\{[^{}]*?"name"\s*:\s*"((?:[^"\\]|\\.)*)""#)
+            .expect("static regex")
+    });
+    let mut map = serde_json::Map::new();
+    for c in FIELD.captures_iter(text).chain(NAMED.captures_iter(text)) {
+        let value = serde_json::from_str::<String>(&format!("\"{}\"", &c[2]))
+            .unwrap_or_else(|_| c[2].to_owned());
+        let value = match &c[1] {
+            "author" | "publisher" => serde_json::json!({ "name": value }),
+            _ => Value::String(value),
+        };
+        map.entry(c[1].to_owned()).or_insert(value);
+    }
+    Value::Object(map)
 }
 
 fn collect_nodes<'a>(v: &'a Value, out: &mut Vec<&'a Value>, depth: usize) {

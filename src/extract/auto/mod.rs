@@ -222,7 +222,8 @@ fn raw_title(html: &scraper::Html) -> String {
 }
 
 /// The site's name: og:site_name, the JSON-LD publisher and the `<title>` suffix vote
-/// (spelling aside: `TheHill`, `The Hill`); the most agreed spelling wins.
+/// (spelling aside: `TheHill`, `The Hill`); the most agreed name wins, in its most
+/// readable spelling.
 fn site_name(
     metas: &evidence::Metas,
     ld: &evidence::JsonLd,
@@ -258,9 +259,10 @@ fn site_name(
             .iter()
             .filter(|o| !k.is_empty() && (key(&o.0).contains(&k) || k.contains(&key(&o.0))))
             .count();
-        let exact = candidates.iter().filter(|o| o.0 == c.0).count();
+        // Among spellings of one name, the one with words and a capital reads best.
+        let words = c.0.split_whitespace().count();
         let capital = c.0.chars().next().is_some_and(char::is_uppercase);
-        (agree, exact, capital)
+        (agree, words, capital)
     };
     // The first of equals wins (og:site_name, then JSON-LD, then the title suffix).
     let mut best: Option<&(String, String)> = None;
