@@ -377,6 +377,28 @@ pub fn source_by_date(window: &str) -> Option<String> {
         .map(str::to_owned)
 }
 
+/// `05/10/2018` or `05.10.2018` as `2018-10-05` (day first) or, for US English, month
+/// first: the order only the page's language tells.
+pub fn numeric_date_in(window: &str, lang: Option<&str>) -> Option<String> {
+    static DMY: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(r"(?:^|[^\d/.])(\d{1,2})[/.](\d{1,2})[/.]((?:19|20)\d{2})(?:[^\d/.]|$)")
+            .expect("static regex")
+    });
+    let c = DMY.captures(window)?;
+    let (a, b): (u32, u32) = (c[1].parse().ok()?, c[2].parse().ok()?);
+    let month_first = lang.is_none_or(|l| l == "en" || l == "en-us");
+    let (d, m) = if month_first { (b, a) } else { (a, b) };
+    ((1..=12).contains(&m) && (1..=31).contains(&d)).then(|| format!("{}-{m:02}-{d:02}", &c[3]))
+}
+
+/// `[엔터미디어=정덕현 기자]`: Korean news open with `[outlet=reporter]`.
+pub fn korean_outlet_in(text: &str) -> Option<String> {
+    static OUTLET: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(r"\[\s*([\p{Hangul}A-Za-z0-9 ]{2,20}?)\s*=").expect("static regex")
+    });
+    Some(OUTLET.captures(text)?[1].trim().to_owned())
+}
+
 /// The first labelled date anywhere in `text` (CMSes also print it under the body).
 pub fn labelled_date_in(text: &str) -> Option<&str> {
     DATE_LABEL.find_iter(text).find_map(|label| {

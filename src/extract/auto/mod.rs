@@ -90,7 +90,7 @@ pub fn extract(doc: &Document, hints: Hints<'_>) -> AutoArticle {
         window,
         after_title,
     };
-    let (published, via) = find_date(&metas, &ld, html, texts, hints, &mut out);
+    let (published, via) = find_date(&metas, &ld, html, texts, lang.as_deref(), hints, &mut out);
     out.published = published;
     if let Some(v) = via {
         out.via.insert("published", v);
@@ -107,6 +107,10 @@ pub fn extract(doc: &Document, hints: Hints<'_>) -> AutoArticle {
         ),
         (evidence::source_in(window), "text:来源"),
     ];
+    if lang.as_deref().is_some_and(|l| l.starts_with("ko")) {
+        let start = &analysis.flat[..ceil(&analysis.flat, window.len() + 3000)];
+        sources.push((evidence::korean_outlet_in(start), "text:[outlet=]"));
+    }
     if chinese {
         let title_end = title_node
             .and_then(|t| analysis.stats.get(&t))
@@ -399,6 +403,9 @@ fn find_title(
         .cloned()
         .unwrap_or_default();
 
+    let main_bigrams = declared
+        .first()
+        .map_or_else(|| bigrams(&main_segment).len(), |(d, _)| bigrams(d).len());
     let mut best: Option<(isize, ElementRef<'_>, String)> = None;
     if !reference.is_empty() {
         for el in html.select(&TITLE_CANDIDATES) {
@@ -414,7 +421,8 @@ fn find_title(
                 continue;
             }
             let (hits, share) = overlap(&text, &reference);
-            if share < 0.6 || hits < 2 {
+            // A word of the title ("Фото", a section name) is not the headline.
+            if share < 0.6 || hits < 2 || hits * 4 < main_bigrams {
                 continue;
             }
             // Words the metadata does not have (a byline, "Share") cost more than
@@ -489,6 +497,7 @@ fn find_date(
     ld: &evidence::JsonLd,
     html: &scraper::Html,
     texts: Texts<'_>,
+    lang: Option<&str>,
     hints: Hints<'_>,
     out: &mut AutoArticle,
 ) -> (Option<PageDate>, Option<String>) {
@@ -513,6 +522,9 @@ fn find_date(
                 candidates.push((t.to_owned(), "text".to_owned()));
             }
         }
+    }
+    if let Some(d) = evidence::numeric_date_in(window, lang) {
+        candidates.push((d, "text:d/m/y".to_owned()));
     }
     let url_date = evidence::url_date(hints.url);
     let updated = metas.first(evidence::UPDATE_METAS);
