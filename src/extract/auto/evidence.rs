@@ -379,14 +379,13 @@ pub fn source_by_date(window: &str) -> Option<String> {
 
 /// `05/10/2018` or `05.10.2018` as `2018-10-05` (day first) or, for US English, month
 /// first: the order only the page's language tells.
-pub fn numeric_date_in(window: &str, lang: Option<&str>) -> Option<String> {
+pub fn numeric_date_in(window: &str, month_first: bool) -> Option<String> {
     static DMY: LazyLock<Regex> = LazyLock::new(|| {
         Regex::new(r"(?:^|[^\d/.])(\d{1,2})[/.](\d{1,2})[/.]((?:19|20)\d{2})(?:[^\d/.]|$)")
             .expect("static regex")
     });
     let c = DMY.captures(window)?;
     let (a, b): (u32, u32) = (c[1].parse().ok()?, c[2].parse().ok()?);
-    let month_first = lang.is_none_or(|l| l == "en" || l == "en-us");
     let (d, m) = if month_first { (b, a) } else { (a, b) };
     ((1..=12).contains(&m) && (1..=31).contains(&d)).then(|| format!("{}-{m:02}-{d:02}", &c[3]))
 }

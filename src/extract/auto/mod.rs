@@ -370,7 +370,7 @@ fn overlap(candidate: &str, reference: &[(char, char)]) -> (usize, f64) {
 
 static TITLE_CANDIDATES: std::sync::LazyLock<Selector> = std::sync::LazyLock::new(|| {
     Selector::parse(
-        "h1, h2, h3, h4, [class*=title i], [id*=title i], [class*=headline i], [itemprop=headline]",
+        "h1, h2, h3, h4, [class*=title i], [id*=title i], [class*=headline i], [itemprop=headline], [class*=titulo i], [class*=titre i], [class*=titel i]",
     )
     .expect("static selector")
 });
@@ -523,7 +523,13 @@ fn find_date(
             }
         }
     }
-    if let Some(d) = evidence::numeric_date_in(window, lang) {
+    // 05/10/2018 is May in the US, October elsewhere: a page without a language on a
+    // country domain is read day first.
+    let month_first = match lang {
+        Some(l) => l == "en" || l == "en-us",
+        None => out.zone.as_ref().is_none_or(|z| !z.1.starts_with("domain")),
+    };
+    if let Some(d) = evidence::numeric_date_in(window, month_first) {
         candidates.push((d, "text:d/m/y".to_owned()));
     }
     let url_date = evidence::url_date(hints.url);
