@@ -335,7 +335,15 @@ pub fn choose(html: &Html, a: &Analysis) -> Option<Body> {
             "body" | "html" => -20.0,
             _ => 0.0,
         };
-        (raw + class_weight(el) + tag_bias) * (1.0 - ld)
+        // Reader comments are prose with punctuation too; inside a comment thread
+        // nothing is the article.
+        let in_comments = el
+            .ancestors()
+            .take(8)
+            .filter_map(ElementRef::wrap)
+            .any(|p| COMMENTS.is_match(&class_and_id(p)));
+        let damp = if in_comments { 0.2 } else { 1.0 };
+        (raw + class_weight(el) + tag_bias) * (1.0 - ld) * damp
     };
     let (top, top_score) = scores
         .iter()
@@ -406,6 +414,11 @@ pub fn choose(html: &Html, a: &Analysis) -> Option<Body> {
         chars,
     })
 }
+
+static COMMENTS: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)(^|[-_ ])comments?([-_ ]|$)|comment-?list|commentlist|disqus|respond|replies")
+        .expect("static regex")
+});
 
 /// How much more paragraph text an ancestor must hold to replace the chosen container.
 const GROW: f64 = 1.3;
