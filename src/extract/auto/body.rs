@@ -421,7 +421,7 @@ static COMMENTS: LazyLock<Regex> = LazyLock::new(|| {
 });
 
 /// How much more paragraph text an ancestor must hold to replace the chosen container.
-const GROW: f64 = 1.5;
+const GROW: f64 = 2.0;
 /// ... and at least this much more (a few paragraphs, not a byline or a date line).
 const GROW_MIN: f64 = 30.0;
 

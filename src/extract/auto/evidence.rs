@@ -186,8 +186,10 @@ impl JsonLd {
 /// The string fields of a JSON-LD block serde could not parse, as a JSON object.
 fn lenient(text: &str) -> Value {
     static FIELD: LazyLock<Regex> = LazyLock::new(|| {
-        Regex::new(r#""(headline|datePublished|dateCreated|articleBody)"\s*:\s*"((?:[^"\\]|\\.)*)""#)
-            .expect("static regex")
+        Regex::new(
+            r#""(headline|datePublished|dateCreated|articleBody)"\s*:\s*"((?:[^"\\]|\\.)*)""#,
+        )
+        .expect("static regex")
     });
     static NAMED: LazyLock<Regex> = LazyLock::new(|| {
         Regex::new(r#""(author|publisher)"\s*:\s*\{[^{}]*?"name"\s*:\s*"((?:[^"\\]|\\.)*)""#)
