@@ -120,3 +120,47 @@ async fn fetched_gbk_page_and_selector_rules_first() {
     assert_eq!(ruled["title"], auto["title"]);
     assert_eq!(ruled["published"], auto["published"]);
 }
+
+#[test]
+fn site_rules_that_miss_are_filled_automatically() {
+    let tmp = crate::support::TempDir::new("extract-fill");
+    let selectors = tmp.join("partial.toml");
+    std::fs::write(
+        &selectors,
+        r#"title = "partial"
+start = ["http://127.0.0.1:8181/utf8/gzdt/index.html"]
+schedule = "*/30 * * * *"
+timezone = "Asia/Shanghai"
+
+[list]
+item = "div.list li"
+link = "a"
+
+[article]
+title = "div.article h1"
+source = "div.no-such-thing"
+"#,
+    )
+    .unwrap();
+    let file = root().join(SEED);
+    let v = json(&run(&[
+        "extract",
+        file.to_str().unwrap(),
+        "--url",
+        "http://www.example.gov.cn/gzdt/202005/t20200512_1874321.html",
+        "--site",
+        selectors.to_str().unwrap(),
+        "--json",
+    ]));
+    assert_eq!(v["via"]["title"], "selector");
+    assert_eq!(v["title"], TITLE);
+    // No date or body rule, a source rule that matches nothing: automatic values.
+    assert_eq!(v["via"]["published"], "text:时间");
+    assert_eq!(v["published"], "2020-05-12T00:00:00+08:00");
+    assert_eq!(v["via"]["content"], "density");
+    assert!(v["content"].as_str().unwrap().contains("春潮涌动"));
+    assert_eq!(v["source"], "河南日报");
+    assert_eq!(v["via"]["source"], "meta:contentsource");
+    let warnings = v["warnings"].to_string();
+    assert!(warnings.contains("div.no-such-thing"), "{warnings}");
+}
