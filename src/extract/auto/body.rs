@@ -324,6 +324,13 @@ pub fn choose(html: &Html, a: &Analysis) -> Option<Body> {
             *scores.entry(t).or_default() += score * w;
         }
     }
+    let comment_class: std::cell::RefCell<HashMap<NodeId, bool>> = Default::default();
+    let is_comment = |el: ElementRef<'_>| -> bool {
+        *comment_class
+            .borrow_mut()
+            .entry(el.id())
+            .or_insert_with(|| COMMENTS.is_match(&class_and_id(el)))
+    };
     let final_score = |id: NodeId, raw: f64| -> f64 {
         let Some(el) = element(html, id) else {
             return f64::MIN;
@@ -341,7 +348,7 @@ pub fn choose(html: &Html, a: &Analysis) -> Option<Body> {
             .ancestors()
             .take(8)
             .filter_map(ElementRef::wrap)
-            .any(|p| COMMENTS.is_match(&class_and_id(p)));
+            .any(is_comment);
         let damp = if in_comments { 0.2 } else { 1.0 };
         (raw + class_weight(el) + tag_bias) * (1.0 - ld) * damp
     };

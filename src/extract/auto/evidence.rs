@@ -404,8 +404,10 @@ pub fn korean_outlet_in(text: &str) -> Option<String> {
 pub fn labelled_date_in(text: &str) -> Option<&str> {
     DATE_LABEL.find_iter(text).find_map(|label| {
         let rest = &text[label.end()..];
+        // Only a date right after the label; looking further would rescan the page
+        // once per label.
         DATE_TEXT
-            .find(rest)
+            .find(cut(rest, 40))
             .filter(|m| m.start() == 0)
             .map(|_| cut(rest, 40))
     })
@@ -416,8 +418,10 @@ pub fn labelled_date_in(text: &str) -> Option<&str> {
 pub fn date_in(window: &str) -> Option<(&str, bool)> {
     let labelled = DATE_LABEL.find_iter(window).find_map(|label| {
         let rest = &window[label.end()..];
+        // Only a date right after the label; looking further would rescan the page
+        // once per label.
         DATE_TEXT
-            .find(rest)
+            .find(cut(rest, 40))
             .filter(|m| m.start() == 0)
             .map(|_| rest)
     });
