@@ -28,7 +28,8 @@ Metrics (per corpus, macro-averaged over the pages where the label exists):
            CJK ideographs / kana plus lower-cased runs of other word characters
   img R/P  content-image recall / precision (URLs compared without scheme;
            labels recorded as written (page URL unknown) match by suffix)
-  pages/s  pages / seconds spent inside the extractor call (decode excluded)
+  pages/s  pages / wall-clock seconds spent inside the extractor call (decode excluded)
+  pg/cpu-s pages / CPU seconds of this process for the same calls (stabler on a busy box)
 """
 import argparse
 import collections
@@ -258,7 +259,7 @@ TOOLS = {'gne': run_gne, 'trafilatura': run_trafilatura}
 
 
 # ---------------------------------------------------------------- scoring
-def score(corpus, pages, preds, seconds):
+def score(corpus, pages, preds, seconds, cpu_seconds=None):
     acc = collections.defaultdict(list)
     per_page = []
     for lab, _raw in pages:
@@ -296,12 +297,13 @@ def score(corpus, pages, preds, seconds):
         out[k] = (sum(1 for x in v if x is True) / len(v)) if v and isinstance(v[0], bool) else (sum(v) / len(v) if v else None)
         out[k + '#'] = len(v)
     out['pages/s'] = (len(pages) / seconds) if seconds else None
+    out['pg/cpu-s'] = (len(pages) / cpu_seconds) if cpu_seconds else None
     return out, per_page
 
 
 COLS = [('title', 'title'), ('date@min', 'date@min'), ('date@day', 'date@day'), ('source', 'source'),
         ('bodyP', 'body P'), ('bodyR', 'body R'), ('bodyF1', 'body F1'), ('imgR', 'img R'), ('imgP', 'img P'),
-        ('pages/s', 'pages/s')]
+        ('pages/s', 'pages/s'), ('pg/cpu-s', 'pg/cpu-s')]
 
 
 def print_table(corpus, n, results):
@@ -311,7 +313,7 @@ def print_table(corpus, n, results):
         for k, v in s.items():
             if k.endswith('#'):
                 counts[k] = max(counts.get(k, 0), v)
-    print('   (scored pages: ' + ', '.join('%s %d' % (lbl, counts.get(k + '#', 0)) for k, lbl in COLS[:-1]
+    print('   (scored pages: ' + ', '.join('%s %d' % (lbl, counts.get(k + '#', 0)) for k, lbl in COLS[:-2]
                                            if k + '#' in counts) + ')')
     w = max([len(r[0]) for r in results] + [6])
     print('%-*s ' % (w, 'tool') + ' '.join('%8s' % lbl for _k, lbl in COLS))
@@ -321,7 +323,7 @@ def print_table(corpus, n, results):
             v = s.get(k)
             if v is None:
                 cells.append('%8s' % 'n/a')
-            elif k == 'pages/s':
+            elif k in ('pages/s', 'pg/cpu-s'):
                 cells.append('%8.1f' % v)
             else:
                 cells.append('%8.3f' % v)
@@ -339,6 +341,11 @@ def main():
     args = ap.parse_args()
 
     corpora = CORPORA if args.corpus == 'all' else (args.corpus,)
+    try:
+        from importlib.metadata import version
+        print('versions: ' + ', '.join('%s %s' % (m, version(m)) for m in ('gne', 'trafilatura', 'lxml')))
+    except Exception:
+        pass
     tools = [] if args.tools in ('', 'none') else args.tools.split(',')
     ext = []
     for i, path in enumerate(args.predictions):
@@ -364,15 +371,16 @@ def main():
         results = []
         for t in tools:
             fn = TOOLS[t]()
-            preds, total = {}, 0.0
+            preds, total, cpu = {}, 0.0, 0.0
             for lab, html in decoded:
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.process_time()
                 try:
                     p = fn(html, lab)
                 except Exception as e:  # an extractor crash is an empty prediction
                     print('!! %s failed on %s/%s: %s' % (t, corpus, lab['file'], e), file=sys.stderr)
                     p = {}
                 total += time.perf_counter() - t0
+                cpu += time.process_time() - c0
                 preds[lab['file']] = p
             if args.dump:
                 with open(os.path.join(args.dump, '%s.jsonl' % t), 'a' if t in dump else 'w', encoding='utf-8') as f:
@@ -383,7 +391,7 @@ def main():
                                             'body': p.get('body'), 'images': p.get('images') or []},
                                            ensure_ascii=False, default=str) + '\n')
                 dump[t] = True
-            s, per = score(corpus, pages, preds, total)
+            s, per = score(corpus, pages, preds, total, cpu)
             results.append((t, s, per))
         for name, rows, secs in ext:
             s, per = score(corpus, pages, rows.get(corpus, {}), secs.get(corpus) or None)
