@@ -392,6 +392,34 @@ pub fn numeric_date_in(window: &str, month_first: bool) -> Option<String> {
     ((1..=12).contains(&m) && (1..=31).contains(&d)).then(|| format!("{}-{m:02}-{d:02}", &c[3]))
 }
 
+/// WeChat articles fill their date and account name by script: `var ct = "1581418070"`,
+/// `var nickname = "未闻Code"`. Returns (unix time, account name).
+pub fn script_vars(html: &Html) -> (Option<String>, Option<String>) {
+    static SCRIPT: LazyLock<Selector> = LazyLock::new(|| sel("script:not([src])"));
+    static CT: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(r#"\bvar\s+ct\s*=\s*"(\d{10})""#).expect("static regex")
+    });
+    static NICK: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(r#"\bvar\s+nickname\s*=\s*(?:htmlDecode\()?"([^"]{1,40})""#)
+            .expect("static regex")
+    });
+    let (mut ct, mut nick) = (None, None);
+    for script in html.select(&SCRIPT) {
+        for text in script.text() {
+            if ct.is_none() {
+                ct = CT.captures(text).map(|c| c[1].to_owned());
+            }
+            if nick.is_none() {
+                nick = NICK.captures(text).map(|c| c[1].trim().to_owned());
+            }
+        }
+        if ct.is_some() && nick.is_some() {
+            break;
+        }
+    }
+    (ct, nick.filter(|n| !n.is_empty()))
+}
+
 /// `[엔터미디어=정덕현 기자]`: Korean news open with `[outlet=reporter]`.
 pub fn korean_outlet_in(text: &str) -> Option<String> {
     static OUTLET: LazyLock<Regex> = LazyLock::new(|| {

@@ -79,6 +79,7 @@ pub fn extract(doc: &Document, hints: Hints<'_>) -> AutoArticle {
         out.via.insert("title", v);
     }
     let window = info_window(&analysis, title_node);
+    let (script_time, script_account) = evidence::script_vars(html);
     let after_title = {
         let at = title_node
             .and_then(|t| analysis.stats.get(&t))
@@ -90,7 +91,18 @@ pub fn extract(doc: &Document, hints: Hints<'_>) -> AutoArticle {
         window,
         after_title,
     };
-    let (published, via) = find_date(&metas, &ld, html, texts, lang.as_deref(), hints, &mut out);
+    let found = find_date(&metas, &ld, html, texts, lang.as_deref(), hints, &mut out);
+    let (published, via) = match found {
+        (None, _) => script_time
+            .and_then(|t| date::parse(&t, None, chrono_tz::UTC, hints.now).ok())
+            .map(|d| {
+                let zone = out.zone.as_ref().map_or(chrono_tz::UTC, |z| z.0);
+                let at = d.at.with_timezone(&zone).fixed_offset();
+                (Some(PageDate { at, ..d }), Some("script:ct".to_owned()))
+            })
+            .unwrap_or((None, None)),
+        found => found,
+    };
     out.published = published;
     if let Some(v) = via {
         out.via.insert("published", v);
@@ -117,6 +129,7 @@ pub fn extract(doc: &Document, hints: Hints<'_>) -> AutoArticle {
             .map(|s| (s.start, s.end));
         sources.push((source_element(doc, &analysis, title_end), "source-element"));
         sources.push((evidence::source_by_date(window), "text:date-line"));
+        sources.push((script_account, "script:nickname"));
         sources.push((evidence::source_in(after_title), "text:来源"));
     }
     sources.push((site.clone().map(|s| s.0), "site-name"));
@@ -549,6 +562,8 @@ fn find_date(
     }
     let zone = out.zone.as_ref().map_or(chrono_tz::UTC, |z| z.0);
     let latest = hints.now + Duration::days(1);
+    let shown = evidence::date_in(window)
+        .and_then(|(t, _)| date::parse(t, None, zone, hints.now).ok());
     let mut best: Option<(PageDate, String)> = None;
     for (text, via) in candidates {
         let Ok(d) = date::parse(&text, None, zone, hints.now) else {
@@ -578,10 +593,21 @@ fn find_date(
             }
         }
     }
-    match best {
-        Some((d, via)) => (Some(d), Some(via)),
-        None => (None, None),
+    let Some((d, via)) = best else {
+        return (None, None);
+    };
+    // Portals stamp a machine time into their metadata a few minutes (or hours) off the
+    // time they print under the title; readers see the printed one.
+    if !d.date_only && (via.starts_with("meta") || via == "json-ld") {
+        if let Some(t) = shown.filter(|t| {
+            !t.date_only
+                && t.at.with_timezone(d.at.offset()).date_naive() == d.at.date_naive()
+                && t.at != d.at
+        }) {
+            return (Some(t), Some("text".to_owned()));
+        }
     }
+    (Some(d), Some(via))
 }
 
 /// The text carries its own offset when two zones read it as the same instant.
