@@ -282,7 +282,7 @@ pub fn time_element(html: &Html) -> Option<String> {
 const LABELS: &str = "来源|稿源|文章来源|信息来源|出处|发布时间|发表时间|更新时间|发布日期|时间|日期|作者|记者|编辑|责任编辑|责编|审核|浏览次数|点击数|阅读|字号|分享";
 
 static SOURCE_LINE: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?:来源|稿源|出处)\s*[:：]\s*([^\s|｜:：【】\[\]()（）]{2,40})")
+    Regex::new(r"(?:来源于?|稿源|出处)\s*[:：]\s*([^\s|｜:：【】\[\]()（）]{2,40})")
         .expect("static regex")
 });
 static AUTHOR_LINE: LazyLock<Regex> = LazyLock::new(|| {
@@ -396,9 +396,8 @@ pub fn numeric_date_in(window: &str, month_first: bool) -> Option<String> {
 /// `var nickname = "未闻Code"`. Returns (unix time, account name).
 pub fn script_vars(html: &Html) -> (Option<String>, Option<String>) {
     static SCRIPT: LazyLock<Selector> = LazyLock::new(|| sel("script:not([src])"));
-    static CT: LazyLock<Regex> = LazyLock::new(|| {
-        Regex::new(r#"\bvar\s+ct\s*=\s*"(\d{10})""#).expect("static regex")
-    });
+    static CT: LazyLock<Regex> =
+        LazyLock::new(|| Regex::new(r#"\bvar\s+ct\s*=\s*"(\d{10})""#).expect("static regex"));
     static NICK: LazyLock<Regex> = LazyLock::new(|| {
         Regex::new(r#"\bvar\s+nickname\s*=\s*(?:htmlDecode\()?"([^"]{1,40})""#)
             .expect("static regex")

@@ -108,7 +108,13 @@ pub fn extract(doc: &Document, hints: Hints<'_>) -> AutoArticle {
         out.via.insert("published", v);
     }
 
-    let chinese = analysis.han as usize * 3 > analysis.flat.chars().count();
+    // Code-heavy Chinese posts are well under half Han characters; a fifth is plenty.
+    let chinese = match lang.as_deref() {
+        Some(l) if l.starts_with("zh") => true,
+        Some(l) if l.starts_with("ja") || l.starts_with("ko") => false,
+        // `lang="en"` is a template default on many Chinese platforms (WeChat).
+        _ => analysis.han as usize * 5 > analysis.flat.chars().count(),
+    };
     let site = site_name(&metas, &ld, &title_segments(&raw_title(html)));
     let mut sources: Vec<(Option<String>, &str)> = vec![
         (
@@ -562,8 +568,8 @@ fn find_date(
     }
     let zone = out.zone.as_ref().map_or(chrono_tz::UTC, |z| z.0);
     let latest = hints.now + Duration::days(1);
-    let shown = evidence::date_in(window)
-        .and_then(|(t, _)| date::parse(t, None, zone, hints.now).ok());
+    let shown =
+        evidence::date_in(window).and_then(|(t, _)| date::parse(t, None, zone, hints.now).ok());
     let mut best: Option<(PageDate, String)> = None;
     for (text, via) in candidates {
         let Ok(d) = date::parse(&text, None, zone, hints.now) else {
@@ -711,7 +717,7 @@ fn implied_zone(lang: Option<&str>, url: &Url, a: &body::Analysis) -> Option<(Tz
         return Some((*tz, format!("domain .{tld}")));
     }
     let visible = a.flat.chars().filter(|c| !c.is_whitespace()).count().max(1);
-    if a.han as usize * 3 > visible {
+    if a.han as usize * 5 > visible {
         return Some((Asia::Shanghai, "Chinese text".to_owned()));
     }
     None
