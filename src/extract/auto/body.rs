@@ -522,9 +522,12 @@ impl NodeStats {
 }
 
 static JUNK_IMAGE: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)logo|icon|spacer|blank\.|pixel|1x1|qrcode|qr_code|qr-code|erweima|ewm|二维码|loading|placeholder|avatar|emoji|button|btn_|arrow|bullet|clear\.gif|s\.gif|transparent|/ads?/|doubleclick|beacon|analytics|hm\.baidu|cnzz|scorecardresearch|facebook\.com/tr|pixel\.wp\.com|/share|weixin\.png|weibo\.png|gravatar")
+    Regex::new(r"(?i)logo|icon|spacer|blank\.|pixel|1x1|qrcode|qr_code|qr-code|erweima|ewm|二维码|avatar|emoji|button|btn_|arrow|bullet|clear\.gif|s\.gif|transparent|/ads?/|doubleclick|beacon|analytics|hm\.baidu|cnzz|scorecardresearch|facebook\.com/tr|pixel\.wp\.com|/share|weixin\.png|weibo\.png|gravatar")
         .expect("static regex")
 });
+
+static LOADING: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"(?i)loading|placeholder|lazy\.(gif|png)").expect("static regex"));
 
 /// The image's best URL (the largest `srcset` candidate, a lazy attribute, else `src`),
 /// or `None` for icons, logos, spacers, QR codes and tracking pixels.
@@ -554,7 +557,10 @@ pub fn image_url(el: ElementRef<'_>, base: &Url) -> Option<String> {
         v.attr("id").unwrap_or(""),
         v.attr("alt").unwrap_or("")
     );
-    (!JUNK_IMAGE.is_match(&names)).then_some(src)
+    // `class="img_loading"` marks a lazy image not yet swapped in: only the URL of a
+    // spinner says "loading".
+    let spinner = LOADING.is_match(&src);
+    (!JUNK_IMAGE.is_match(&names) && !spinner).then_some(src)
 }
 
 /// The widest (or densest) candidate of a `srcset`.
