@@ -371,7 +371,7 @@ pub fn choose(html: &Html, a: &Analysis) -> Option<Body> {
             break;
         };
         if matches!(parent.value().name(), "body" | "html")
-            || p.full.link_density() > 0.25
+            || p.full.link_density() > 0.2
             || NEGATIVE.is_match(&class_and_id(parent)) && !POSITIVE.is_match(&class_and_id(parent))
         {
             break;
