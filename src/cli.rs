@@ -76,6 +76,29 @@ pub enum Command {
         #[command(flatten)]
         settings: RawFetchSettings,
     },
+    /// Extract one article page without selectors (or with a selector file's [article]
+    /// rules first): title, date, source, body, images, and where each came from.
+    Extract {
+        /// A saved page, `-` for stdin, or an http(s) URL to fetch.
+        page: String,
+        /// The page's address (relative links, the date in the URL) when PAGE is a file.
+        #[arg(long)]
+        url: Option<Url>,
+        /// Zone for dates without an offset [default: the page's language or country]
+        #[arg(long, value_name = "TZ")]
+        timezone: Option<chrono_tz::Tz>,
+        /// Decode as this encoding (a WHATWG label), whatever the page says.
+        #[arg(long, value_name = "LABEL")]
+        encoding: Option<String>,
+        /// A selector file whose [article] rules apply first.
+        #[arg(long, value_name = "FILE")]
+        site: Option<PathBuf>,
+        /// One JSON object.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        settings: RawFetchSettings,
+    },
     /// Validate selector files; print every problem as path:line:col: message.
     Check {
         /// Files or folders (every *.toml in them) [default: the selectors directory]
@@ -166,6 +189,34 @@ pub async fn run(cli: Cli) -> Result<()> {
                 kind.as_deref(),
                 json,
                 limit,
+            )
+            .await
+        }
+        Command::Extract {
+            page,
+            url,
+            timezone,
+            encoding,
+            site,
+            json,
+            settings: raw,
+        } => {
+            let s = settings(RawSettings {
+                crawl: RawCrawlSettings {
+                    fetch: raw,
+                    ..RawCrawlSettings::default()
+                },
+                ..RawSettings::default()
+            })?;
+            init_logging(LogFormat::Human);
+            extract_cmd(
+                &s,
+                &page,
+                url,
+                timezone,
+                encoding.as_deref(),
+                site.as_deref(),
+                json,
             )
             .await
         }
@@ -678,6 +729,75 @@ fn print_table(site: &Site, items: &[Item]) {
             println!("     warning {w}");
         }
     }
+}
+
+async fn extract_cmd(
+    settings: &Settings,
+    source: &str,
+    url: Option<Url>,
+    timezone: Option<chrono_tz::Tz>,
+    encoding: Option<&str>,
+    site_file: Option<&Path>,
+    json: bool,
+) -> Result<()> {
+    let encoding = match encoding {
+        Some(l) => Some(
+            encoding_rs::Encoding::for_label(l.trim().as_bytes()).ok_or_else(|| {
+                config_failure(format!("--encoding {l:?} is not a known encoding label"))
+            })?,
+        ),
+        None => None,
+    };
+    let site = site_file.map(load_site).transpose()?;
+    let page = if source.starts_with("http://") || source.starts_with("https://") {
+        let address = Url::parse(source).map_err(|e| config_failure(format!("{source}: {e}")))?;
+        let manners = Manners {
+            delay: Duration::ZERO,
+            robots: site.as_ref().is_none_or(|s| s.robots),
+            // The operator typed this URL: it may be on their own network.
+            policy: crate::url_policy::UrlPolicy::resolved([address.clone()]).await,
+        };
+        match Fetcher::new(settings.fetch.clone())?
+            .get(&address, None, &manners)
+            .await?
+        {
+            FetchOutcome::Page { page, .. } => page,
+            FetchOutcome::NotModified => bail!("{source}: 304 Not Modified"),
+        }
+    } else {
+        let body = if source == "-" {
+            let mut b = Vec::new();
+            std::io::Read::read_to_end(&mut std::io::stdin(), &mut b)
+                .context("cannot read stdin")?;
+            b
+        } else {
+            std::fs::read(source).with_context(|| format!("cannot read {source}"))?
+        };
+        let url = match url {
+            Some(u) => u,
+            None if source == "-" => Url::parse("http://localhost/")?,
+            None => Url::from_file_path(std::fs::canonicalize(source)?)
+                .map_err(|_| anyhow::anyhow!("{source}: not a file path"))?,
+        };
+        Page {
+            url,
+            body: body.into(),
+            content_type: None,
+        }
+    };
+    let options = crate::extract::auto::ExtractOptions {
+        timezone,
+        encoding,
+        site: site.as_ref(),
+        now: Utc::now(),
+    };
+    let report = crate::extract::auto::run(&page, options);
+    if json {
+        println!("{}", report.to_json());
+    } else {
+        print!("{}", report.render());
+    }
+    Ok(())
 }
 
 /// The first `n` characters of `text`, and how many there are in all when it is longer.

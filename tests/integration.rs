@@ -33,9 +33,14 @@ mod url_policy;
 #[path = "integration/xss.rs"]
 mod xss;
 
+#[path = "integration/auto_score.rs"]
+mod auto_score;
 #[path = "integration/crawl_safety.rs"]
 mod crawl_safety;
 #[path = "integration/fuzz.rs"]
 mod fuzz;
 #[path = "integration/sockets.rs"]
 mod sockets;
+
+#[path = "integration/extract_cmd.rs"]
+mod extract_cmd;

@@ -5,6 +5,7 @@
 //! A field whose selector matches nothing is a warning on that item, never an error:
 //! one odd article must not cost the feed its other items.
 
+pub mod auto;
 pub mod bounded;
 pub mod charset;
 pub mod sanitize;
@@ -43,21 +44,31 @@ impl Document {
     /// Decodes (see [`charset`]) and parses; honours an http(s) `<base href>` (a
     /// `file:` or other base is ignored: found URLs are http(s) only).
     pub fn parse(page: &Page, site: &Site) -> Self {
+        Self::parse_reporting(page, site.encoding).0
+    }
+
+    /// [`Document::parse`] with an explicit encoding override, also saying how the bytes
+    /// were decoded (a lying label is a warning worth showing).
+    pub fn parse_reporting(
+        page: &Page,
+        encoding: Option<&'static encoding_rs::Encoding>,
+    ) -> (Self, charset::Decision) {
         let tld = page
             .url
             .host_str()
             .and_then(|h| h.rsplit('.').next())
             .map(str::as_bytes);
-        let (text, _, _) =
-            charset::decode(&page.body, page.content_type.as_deref(), site.encoding, tld);
+        let (text, decision) =
+            charset::decode_page(&page.body, page.content_type.as_deref(), encoding, tld);
         let html = bounded::parse_document(&text);
+        // A hostile `<base href="file:///">` is ignored: found URLs are http(s) only.
         let base = html
             .select(&BASE_HREF)
             .next()
             .and_then(|b| b.value().attr("href"))
             .and_then(|h| found_url(&page.url, h).ok())
             .unwrap_or_else(|| page.url.clone());
-        Document { html, base }
+        (Document { html, base }, decision)
     }
 }
 
