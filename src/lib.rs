@@ -28,4 +28,5 @@ pub mod schedule;
 pub mod serve;
 pub mod site;
 pub mod store;
+pub mod suggest;
 pub mod upstream;
