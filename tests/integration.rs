@@ -24,3 +24,6 @@ mod upstream;
 
 #[path = "integration/auto_score.rs"]
 mod auto_score;
+
+#[path = "integration/suggest.rs"]
+mod suggest;

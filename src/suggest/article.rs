@@ -46,9 +46,8 @@ struct Parsed {
     title: Option<String>,
 }
 
-static LABELLED_DATE: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(时间|日期)\s*[:：]\s*$").expect("static regex")
-});
+static LABELLED_DATE: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"(时间|日期)\s*[:：]\s*$").expect("static regex"));
 static TIME: LazyLock<Selector> =
     LazyLock::new(|| Selector::parse("time[datetime]").expect("static selector"));
 
@@ -82,17 +81,19 @@ pub fn analyze(samples: &[Sample<'_>], site: &Site, now: DateTime<Utc>) -> Artic
 
     match title_rule(&parsed) {
         Some(r) => out.title = Some(r),
-        None => out.left.push((
-            "title",
-            "no selector gave the title on every sample".into(),
-        )),
+        None => out
+            .left
+            .push(("title", "no selector gave the title on every sample".into())),
     }
     match date_rule(&parsed, tz, now) {
         Some(r) => out.date = Some(r),
-        None => out.left.push(("date", "no selector gave the date on every sample".into())),
+        None => out
+            .left
+            .push(("date", "no selector gave the date on every sample".into())),
     }
     if parsed.iter().all(|p| p.auto.source.is_none()) {
-        out.left.push(("source", format!("no sample of {n} names a source")));
+        out.left
+            .push(("source", format!("no sample of {n} names a source")));
     } else {
         match source_rule(&parsed) {
             Some(r) => out.source = Some(r),
@@ -107,7 +108,10 @@ pub fn analyze(samples: &[Sample<'_>], site: &Site, now: DateTime<Utc>) -> Artic
             out.remove = remove_rules(&parsed, &bodies);
             out.body = Some(rule);
         }
-        None => out.left.push(("body", "no one element holds the body on every sample".into())),
+        None => out.left.push((
+            "body",
+            "no one element holds the body on every sample".into(),
+        )),
     }
     out
 }
@@ -119,21 +123,25 @@ fn first_valid(
     parsed: &[Parsed],
     ok: impl Fn(&Parsed, &Selector) -> bool,
 ) -> Option<String> {
-    candidates.into_iter().find(|c| {
-        css::parse(c).is_some_and(|sel| parsed.iter().all(|p| ok(p, &sel)))
-    })
+    candidates
+        .into_iter()
+        .find(|c| css::parse(c).is_some_and(|sel| parsed.iter().all(|p| ok(p, &sel))))
 }
 
 fn candidates_for(els: &[ElementRef<'_>]) -> Vec<String> {
     let mut all: Vec<String> = els.iter().flat_map(|e| css::page_candidates(*e)).collect();
     let mut seen = HashSet::new();
     all.retain(|c| seen.insert(c.clone()));
-    all.sort_by_key(String::len);
+    all.sort_by_key(|c| css::preference(c));
     all
 }
 
 fn text_of(p: &Parsed, sel: &Selector) -> Option<String> {
-    p.doc.html.select(sel).next().map(|e| normalize_text(e.text()))
+    p.doc
+        .html
+        .select(sel)
+        .next()
+        .map(|e| normalize_text(e.text()))
 }
 
 fn title_rule(parsed: &[Parsed]) -> Option<Rule> {
@@ -211,7 +219,10 @@ fn date_rule(parsed: &[Parsed], tz: Tz, now: DateTime<Utc>) -> Option<Rule> {
             return false;
         };
         let value = match &re {
-            Some(re) => re.captures(&t).and_then(|c| c.get(1)).map(|m| m.as_str().to_owned()),
+            Some(re) => re
+                .captures(&t)
+                .and_then(|c| c.get(1))
+                .map(|m| m.as_str().to_owned()),
             None => Some(t),
         };
         matches!((value.as_deref().and_then(parse), p.auto.published), (Some(g), Some(w)) if same_date(g, w))
@@ -219,7 +230,9 @@ fn date_rule(parsed: &[Parsed], tz: Tz, now: DateTime<Utc>) -> Option<Rule> {
     let rule = Rule::css(&v);
     let why = format!("the page's date on all {n} samples");
     Some(match regex {
-        Some(r) => rule.regex(&r).because(format!("{why}; the regex takes it out of its line")),
+        Some(r) => rule
+            .regex(&r)
+            .because(format!("{why}; the regex takes it out of its line")),
         None => rule.because(why),
     })
 }
@@ -237,7 +250,10 @@ fn source_rule(parsed: &[Parsed]) -> Option<Rule> {
                 return false;
             };
             let value = match regex {
-                Some(re) => re.captures(&t).and_then(|c| c.get(1)).map(|m| m.as_str().to_owned()),
+                Some(re) => re
+                    .captures(&t)
+                    .and_then(|c| c.get(1))
+                    .map(|m| m.as_str().to_owned()),
                 None => Some(t),
             };
             value.is_some() && value == p.auto.source
@@ -306,15 +322,23 @@ static JUNK_TEXT: LazyLock<Regex> = LazyLock::new(|| {
         .expect("static regex")
 });
 const JUNK_NAMES: &[&str] = &[
-    "share", "bdshare", "sharedaddy", "related", "relatedposts", "print", "close", "xgwz",
-    "xglj", "tools", "bdsharebuttonbox",
+    "share",
+    "bdshare",
+    "sharedaddy",
+    "related",
+    "relatedposts",
+    "print",
+    "close",
+    "xgwz",
+    "xglj",
+    "tools",
+    "bdsharebuttonbox",
 ];
 
 fn is_junk_name(e: ElementRef<'_>) -> bool {
     e.value().classes().chain(e.value().id()).any(|n| {
         let n = n.to_ascii_lowercase();
-        JUNK_NAMES.contains(&n.as_str())
-            || n.split(['-', '_']).any(|t| JUNK_NAMES.contains(&t))
+        JUNK_NAMES.contains(&n.as_str()) || n.split(['-', '_']).any(|t| JUNK_NAMES.contains(&t))
     })
 }
 
@@ -329,14 +353,26 @@ fn remove_rules(parsed: &[Parsed], bodies: &[NodeId]) -> Vec<(String, String)> {
         let body_len = normalize_text(body.text()).chars().count();
         for e in body.descendants().filter_map(ElementRef::wrap).skip(1) {
             let text = normalize_text(e.text());
-            let junk = is_junk_name(e) || (JUNK_TEXT.is_match(&text) && text.chars().count() * 4 < body_len);
+            let junk = is_junk_name(e)
+                || (JUNK_TEXT.is_match(&text) && text.chars().count() * 4 < body_len);
             if !junk {
                 continue;
             }
             // Name it by class or id; else by the name of a junk ancestor; else skip.
             let name = css::stable_id(e)
                 .map(|i| format!("#{i}"))
-                .or_else(|| css::stable_classes(e).first().map(|c| format!("{}.{c}", css::tag(e))))
+                .or_else(|| {
+                    let classes = css::stable_classes(e);
+                    let junk_first = classes
+                        .iter()
+                        .find(|c| {
+                            JUNK_NAMES
+                                .iter()
+                                .any(|j| c.to_ascii_lowercase().contains(j))
+                        })
+                        .or(classes.first());
+                    junk_first.map(|c| format!("{}.{c}", css::tag(e)))
+                })
                 .or_else(|| {
                     e.value()
                         .attr("align")
@@ -347,7 +383,10 @@ fn remove_rules(parsed: &[Parsed], bodies: &[NodeId]) -> Vec<(String, String)> {
             if found.iter().any(|(n, _)| *n == name) {
                 continue;
             }
-            let why = format!("{:?} inside the body", text.chars().take(16).collect::<String>());
+            let why = format!(
+                "{:?} inside the body",
+                text.chars().take(16).collect::<String>()
+            );
             found.push((name, why));
         }
     }
@@ -375,15 +414,21 @@ fn remove_rules(parsed: &[Parsed], bodies: &[NodeId]) -> Vec<(String, String)> {
         !names.iter().any(|other| {
             other != name
                 && parsed.iter().zip(bodies).all(|(p, body)| {
-                    let (Some(o), Some(s), Some(body)) =
-                        (css::parse(other), css::parse(name), css::element(&p.doc.html, *body))
-                    else {
+                    let (Some(o), Some(s), Some(body)) = (
+                        css::parse(other),
+                        css::parse(name),
+                        css::element(&p.doc.html, *body),
+                    ) else {
                         return false;
                     };
-                    let inner: HashSet<NodeId> =
-                        body.select(&o).flat_map(|x| x.descendants().map(|d| d.id())).collect();
+                    let inner: HashSet<NodeId> = body
+                        .select(&o)
+                        .flat_map(|x| x.descendants().map(|d| d.id()))
+                        .collect();
                     let mine: Vec<NodeId> = body.select(&s).map(|x| x.id()).collect();
-                    !mine.is_empty() && mine.iter().all(|m| inner.contains(m)) && !inner.is_empty()
+                    !mine.is_empty()
+                        && mine.iter().all(|m| inner.contains(m))
+                        && !inner.is_empty()
                         && body.select(&o).all(|x| x.id() != mine[0])
                 })
         })
@@ -404,6 +449,9 @@ pub fn language(html: &Html) -> Option<String> {
         return lang;
     }
     let text = normalize_text(html.root_element().text());
-    let cjk = text.chars().filter(|c| ('\u{4e00}'..='\u{9fff}').contains(c)).count();
+    let cjk = text
+        .chars()
+        .filter(|c| ('\u{4e00}'..='\u{9fff}').contains(c))
+        .count();
     (cjk * 3 > text.chars().count()).then(|| "zh-CN".to_owned())
 }

@@ -112,10 +112,21 @@ pub fn inner_candidates(scope: ElementRef<'_>, target: ElementRef<'_>) -> Vec<St
     sort_by_length(out)
 }
 
+/// Shortest first, but a generic tag named alone (`div`, `span`, `td`) ranks as if it
+/// were longer: a class says what the element is, a bare `div` only where it is.
+pub fn preference(css: &str) -> usize {
+    let last = css.rsplit([' ', '>', '+']).next().unwrap_or(css);
+    let generic = matches!(
+        last,
+        "div" | "span" | "td" | "p" | "font" | "li" | "section"
+    );
+    css.len() + if generic { 12 } else { 0 }
+}
+
 fn sort_by_length(mut v: Vec<String>) -> Vec<String> {
     let mut seen = HashSet::new();
     v.retain(|s| seen.insert(s.clone()));
-    v.sort_by_key(String::len);
+    v.sort_by_key(|s| preference(s));
     v
 }
 

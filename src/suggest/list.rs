@@ -54,10 +54,40 @@ static ARTICLE_URL: LazyLock<Regex> = LazyLock::new(|| {
 
 /// Name parts that mark page furniture rather than the list.
 const FURNITURE: &[&str] = &[
-    "nav", "navbar", "menu", "foot", "footer", "hot", "rank", "ranking", "side", "sidebar",
-    "widget", "crumb", "breadcrumb", "pager", "pages", "pagination", "fenye", "friend",
-    "links", "link", "related", "share", "position", "location", "top", "popular", "tags",
-    "copyright", "secondary", "aside", "remen", "tuijian", "recommend", "xgwz",
+    "nav",
+    "navbar",
+    "menu",
+    "foot",
+    "footer",
+    "hot",
+    "rank",
+    "ranking",
+    "side",
+    "sidebar",
+    "widget",
+    "crumb",
+    "breadcrumb",
+    "pager",
+    "pages",
+    "pagination",
+    "fenye",
+    "friend",
+    "links",
+    "link",
+    "related",
+    "share",
+    "position",
+    "location",
+    "top",
+    "popular",
+    "tags",
+    "copyright",
+    "secondary",
+    "aside",
+    "remen",
+    "tuijian",
+    "recommend",
+    "xgwz",
 ];
 
 static A_HREF: LazyLock<Selector> =
@@ -86,7 +116,10 @@ pub fn is_furniture(el: ElementRef<'_>) -> bool {
 }
 
 fn same_site(a: &Url, b: &Url) -> bool {
-    let host = |u: &Url| u.host_str().map(|h| h.trim_start_matches("www.").to_owned());
+    let host = |u: &Url| {
+        u.host_str()
+            .map(|h| h.trim_start_matches("www.").to_owned())
+    };
     host(a) == host(b) && a.port_or_known_default() == b.port_or_known_default()
 }
 
@@ -109,7 +142,10 @@ fn links<'a>(doc: &'a Document, page: &Url) -> Vec<Link<'a>> {
             continue;
         }
         let text = normalize_text(el.text());
-        let title = el.value().attr("title").map(|t| normalize_text(std::iter::once(t)));
+        let title = el
+            .value()
+            .attr("title")
+            .map(|t| normalize_text(std::iter::once(t)));
         let label = match title {
             Some(t) if t.chars().count() > text.chars().count() => t,
             _ => text,
@@ -127,7 +163,11 @@ fn signature(el: ElementRef<'_>) -> String {
         .ancestors()
         .filter_map(ElementRef::wrap)
         .map(|a| {
-            let mut c: Vec<&str> = a.value().classes().filter(|c| css::is_stable_name(c)).collect();
+            let mut c: Vec<&str> = a
+                .value()
+                .classes()
+                .filter(|c| css::is_stable_name(c))
+                .collect();
             c.sort_unstable();
             format!("{}.{}", a.value().name(), c.join("."))
         })
@@ -187,7 +227,11 @@ fn lift<'a>(group: &[&'a Link<'a>]) -> Vec<ElementRef<'a>> {
         let lifted: Vec<ElementRef<'a>> = parents.into_iter().flatten().collect();
         // Stop where items would stop being siblings of one kind.
         let tags: HashSet<&str> = lifted.iter().map(|e| e.value().name()).collect();
-        if tags.len() > 1 || lifted.iter().any(|e| matches!(e.value().name(), "body" | "html")) {
+        if tags.len() > 1
+            || lifted
+                .iter()
+                .any(|e| matches!(e.value().name(), "body" | "html"))
+        {
             break;
         }
         items = lifted;
@@ -237,17 +281,21 @@ pub fn analyze(doc: &Document, page: &Url) -> Result<ListFound, SuggestError> {
             .iter()
             .filter(|i| {
                 link_of(i).is_some_and(|l| {
-                    DATE.is_match(&text_without(**i, l.el))
-                        || i.select(&TIME).next().is_some()
+                    DATE.is_match(&text_without(**i, l.el)) || i.select(&TIME).next().is_some()
                 })
             })
             .count();
         let date = dated as f64 / items.len().max(1) as f64;
-        let regular =
-            group.iter().filter(|l| ARTICLE_URL.is_match(l.url.path())).count() as f64 / n;
-        let furniture = items
-            .first()
-            .is_some_and(|i| std::iter::once(*i).chain(css::ancestors(*i)).any(is_furniture));
+        let regular = group
+            .iter()
+            .filter(|l| ARTICLE_URL.is_match(l.url.path()))
+            .count() as f64
+            / n;
+        let furniture = items.first().is_some_and(|i| {
+            std::iter::once(*i)
+                .chain(css::ancestors(*i))
+                .any(is_furniture)
+        });
         let penalty = if furniture { 0.15 } else { 1.0 };
         let score = n * (0.2 + title) * (1.0 + date) * (1.0 + regular) * penalty;
         groups.push(Group {
@@ -289,10 +337,15 @@ fn build(doc: &Document, page: &Url, g: Group<'_>) -> Result<ListFound, SuggestE
                 .map(|l| (*i, *l))
         })
         .collect();
-    let link_css = inner_selector(&pairs.iter().map(|(i, l)| (*i, Some(l.el))).collect::<Vec<_>>())
-        .ok_or_else(|| {
-            SuggestError::NothingStable("no selector finds the article link in every item".into())
-        })?;
+    let link_css = inner_selector(
+        &pairs
+            .iter()
+            .map(|(i, l)| (*i, Some(l.el)))
+            .collect::<Vec<_>>(),
+    )
+    .ok_or_else(|| {
+        SuggestError::NothingStable("no selector finds the article link in every item".into())
+    })?;
     let n = pairs.len();
     let link = Rule::css(&link_css).because(format!(
         "the article link; selects the same link in all {n} items"
@@ -312,9 +365,11 @@ fn build(doc: &Document, page: &Url, g: Group<'_>) -> Result<ListFound, SuggestE
             text.ends_with("...") || text.ends_with('…') || text.ends_with("..")
         })
         .count();
-    let has_title_attr = pairs
-        .iter()
-        .all(|(_, l)| l.el.value().attr("title").is_some_and(|t| !t.trim().is_empty()));
+    let has_title_attr = pairs.iter().all(|(_, l)| {
+        l.el.value()
+            .attr("title")
+            .is_some_and(|t| !t.trim().is_empty())
+    });
     let title = if has_title_attr && cut > 0 {
         Rule::css(&link_css).attr("title").because(format!(
             "{cut} of {n} link texts are cut with \"...\"; the title attribute is whole"
@@ -363,7 +418,9 @@ fn item_selector(html: &Html, items: &[ElementRef<'_>], ids: &HashSet<NodeId>) -
             // A scope must be shared by every item.
             s.retain(|p| {
                 let ids_of = css::select_ids(html, p);
-                items.iter().all(|i| css::ancestors(*i).any(|a| ids_of.contains(&a.id())))
+                items
+                    .iter()
+                    .all(|i| css::ancestors(*i).any(|a| ids_of.contains(&a.id())))
             });
             s
         })
@@ -437,32 +494,41 @@ fn date_rule(pairs: &[(ElementRef<'_>, &Link<'_>)], unsure: &mut Vec<String>) ->
     let css_text = inner_selector(&targets)?;
     let n = targets.len();
     if via_attr == n {
-        return Some(Rule::css(&css_text).attr("datetime").because(format!(
-            "<time datetime> in {n} of {n} items"
-        )));
+        return Some(
+            Rule::css(&css_text)
+                .attr("datetime")
+                .because(format!("<time datetime> in {n} of {n} items")),
+        );
     }
     // A regex when the element holds more than the date.
     let texts: Vec<String> = targets
         .iter()
         .filter_map(|(_, t)| t.map(|t| normalize_text(t.text())))
         .collect();
-    let exact = texts.iter().all(|t| {
-        DATE.find(t)
-            .is_some_and(|m| m.as_str().trim() == t.trim())
-    });
-    let short = texts
+    let exact = texts
         .iter()
-        .all(|t| DATE.find(t).is_some_and(|m| !m.as_str().contains(|c: char| c == '年' || c == '/' || c == '.') && m.as_str().len() <= 5));
+        .all(|t| DATE.find(t).is_some_and(|m| m.as_str().trim() == t.trim()));
+    let short = texts.iter().all(|t| {
+        DATE.find(t).is_some_and(|m| {
+            !m.as_str()
+                .contains(|c: char| c == '年' || c == '/' || c == '.')
+                && m.as_str().len() <= 5
+        })
+    });
     if dated < n {
-        unsure.push(format!("list date: {} of {n} items show no date", n - dated));
+        unsure.push(format!(
+            "list date: {} of {n} items show no date",
+            n - dated
+        ));
     }
     let rule = Rule::css(&css_text);
     let why = format!("a date beside the link in {dated} of {n} items");
     Some(if exact {
         rule.because(why)
     } else if short {
-        rule.regex(SHORT_DATE_PATTERN)
-            .because(format!("{why}; the regex drops the brackets (no year: the most recent past is assumed)"))
+        rule.regex(SHORT_DATE_PATTERN).because(format!(
+            "{why}; the regex drops the brackets (no year: the most recent past is assumed)"
+        ))
     } else {
         rule.regex(DATE_PATTERN)
             .because(format!("{why}; the regex keeps only the date"))
@@ -470,7 +536,18 @@ fn date_rule(pairs: &[(ElementRef<'_>, &Link<'_>)], unsure: &mut Vec<String>) ->
 }
 
 const NEXT_TEXTS: &[&str] = &[
-    "下一页", "下页", "下一頁", "后页", "next", "next page", "older posts", "older", ">", "›", "»", ">>",
+    "下一页",
+    "下页",
+    "下一頁",
+    "后页",
+    "next",
+    "next page",
+    "older posts",
+    "older",
+    ">",
+    "›",
+    "»",
+    ">>",
 ];
 
 fn next_rule(doc: &Document, page: &Url) -> (Option<Rule>, Option<Url>) {
@@ -480,14 +557,19 @@ fn next_rule(doc: &Document, page: &Url) -> (Option<Rule>, Option<Url>) {
         if href.is_empty() || href.starts_with('#') || href.starts_with("javascript:") {
             return None;
         }
-        doc.base.join(href).ok().filter(|u| u.as_str() != page.as_str())
+        doc.base
+            .join(href)
+            .ok()
+            .filter(|u| u.as_str() != page.as_str())
     };
     // rel=next first: the most explicit.
     if let Some(sel) = css::parse("a[rel~='next']") {
         if let Some(a) = html.select(&sel).next() {
             if let Some(u) = resolve(a) {
                 return (
-                    Some(Rule::css("a[rel~='next']").because("the link marked rel=\"next\"".into())),
+                    Some(
+                        Rule::css("a[rel~='next']").because("the link marked rel=\"next\"".into()),
+                    ),
                     Some(u),
                 );
             }
@@ -496,11 +578,18 @@ fn next_rule(doc: &Document, page: &Url) -> (Option<Rule>, Option<Url>) {
     for a in html.select(&A_HREF) {
         let text = normalize_text(a.text());
         let lower = text.to_lowercase();
-        let Some(word) = NEXT_TEXTS.iter().find(|w| lower == **w || (w.chars().count() > 2 && lower.contains(*w))) else {
+        let Some(word) = NEXT_TEXTS
+            .iter()
+            .find(|w| lower == **w || (w.chars().count() > 2 && lower.contains(*w)))
+        else {
             continue;
         };
         let Some(url) = resolve(a) else { continue };
-        let text_filter = if text.chars().count() <= 2 { text.clone() } else { (*word).to_owned() };
+        let text_filter = if text.chars().count() <= 2 {
+            text.clone()
+        } else {
+            (*word).to_owned()
+        };
         for c in pager_candidates(a) {
             let Some(sel) = css::parse(&c) else { continue };
             let first = html
@@ -509,9 +598,11 @@ fn next_rule(doc: &Document, page: &Url) -> (Option<Rule>, Option<Url>) {
                 .and_then(resolve);
             if first.as_ref() == Some(&url) {
                 return (
-                    Some(Rule::css(&c).text(&text_filter).because(format!(
-                        "the pager's {text_filter:?} link"
-                    ))),
+                    Some(
+                        Rule::css(&c)
+                            .text(&text_filter)
+                            .because(format!("the pager's {text_filter:?} link")),
+                    ),
                     Some(url),
                 );
             }
@@ -537,7 +628,11 @@ fn pager_candidates(a: ElementRef<'_>) -> Vec<String> {
 /// A pager with page numbers only: the link right after the current page's number.
 fn numbered(doc: &Document, page: &Url) -> (Option<Rule>, Option<Url>) {
     let html = &doc.html;
-    for cur in html.root_element().descendants().filter_map(ElementRef::wrap) {
+    for cur in html
+        .root_element()
+        .descendants()
+        .filter_map(ElementRef::wrap)
+    {
         if cur.value().name() == "a" || normalize_text(cur.text()) != "1" {
             continue;
         }
@@ -556,7 +651,10 @@ fn numbered(doc: &Document, page: &Url) -> (Option<Rule>, Option<Url>) {
             continue;
         };
         let own = css::own_parts(cur);
-        let scopes: Vec<String> = css::ancestors(cur).take(3).flat_map(css::scope_parts).collect();
+        let scopes: Vec<String> = css::ancestors(cur)
+            .take(3)
+            .flat_map(css::scope_parts)
+            .collect();
         let mut candidates: Vec<String> = Vec::new();
         for o in own.iter().rev() {
             for s in &scopes {

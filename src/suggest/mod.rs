@@ -142,7 +142,10 @@ pub fn default_id(url: &Url) -> String {
                 out.push(c);
             }
         }
-        out.trim_end_matches('-').chars().take(48).collect::<String>()
+        out.trim_end_matches('-')
+            .chars()
+            .take(48)
+            .collect::<String>()
     };
     let segment = url
         .path_segments()
@@ -154,7 +157,11 @@ pub fn default_id(url: &Url) -> String {
         .map(clean)
         .rfind(|s| site::is_valid_site_id(s));
     segment
-        .or_else(|| url.host_str().map(clean).filter(|s| site::is_valid_site_id(s)))
+        .or_else(|| {
+            url.host_str()
+                .map(clean)
+                .filter(|s| site::is_valid_site_id(s))
+        })
         .unwrap_or_else(|| "site".to_owned())
 }
 
@@ -162,11 +169,7 @@ fn is_loopback(url: &Url) -> bool {
     matches!(url.host_str(), Some("127.0.0.1" | "localhost" | "[::1]"))
 }
 
-fn settings(
-    list_page: &Page,
-    list_doc: &Document,
-    found: &ArticleFound,
-) -> output::Settings {
+fn settings(list_page: &Page, list_doc: &Document, found: &ArticleFound) -> output::Settings {
     let html = &list_doc.html;
     // Title: the breadcrumb's last item, else <title> before the site's suffix.
     let crumb = html
@@ -176,15 +179,29 @@ fn settings(
         .find(|e| {
             e.value().classes().chain(e.value().id()).any(|n| {
                 let n = n.to_ascii_lowercase();
-                ["crumb", "breadcrumb", "location", "position", "dqwz", "weizhi", "current-position"]
-                    .iter()
-                    .any(|k| n.contains(k))
+                [
+                    "crumb",
+                    "breadcrumb",
+                    "location",
+                    "position",
+                    "dqwz",
+                    "weizhi",
+                    "current-position",
+                ]
+                .iter()
+                .any(|k| n.contains(k))
             })
         })
         .map(|e| normalize_text(e.text()))
         .and_then(|t| {
             t.rsplit(['>', '›', '»', '/', '＞'])
-                .map(|p| p.trim().trim_start_matches("当前位置").trim_start_matches(['：', ':']).trim().to_owned())
+                .map(|p| {
+                    p.trim()
+                        .trim_start_matches("当前位置")
+                        .trim_start_matches(['：', ':'])
+                        .trim()
+                        .to_owned()
+                })
                 .find(|p| !p.is_empty())
         });
     let page_title = html
@@ -192,9 +209,19 @@ fn settings(
         .next()
         .map(|t| normalize_text(t.text()))
         .unwrap_or_default();
+    // A bare '-' separates the site's name only in Chinese titles ("e-mail" stays whole).
+    let cjk = page_title
+        .chars()
+        .any(|c| ('\u{4e00}'..='\u{9fff}').contains(&c));
     let parts: Vec<&str> = page_title
         .split(['_', '|', '–', '—'])
-        .flat_map(|p| p.split(" - "))
+        .flat_map(|p| {
+            if cjk {
+                p.split('-').collect::<Vec<_>>()
+            } else {
+                p.split(" - ").collect()
+            }
+        })
         .map(str::trim)
         .filter(|p| !p.is_empty())
         .collect();
@@ -202,7 +229,9 @@ fn settings(
     let (column, why) = match crumb {
         Some(c) => (c, "the breadcrumb's last item"),
         None => (
-            parts.first().map_or_else(|| "feed".to_owned(), |s| (*s).to_owned()),
+            parts
+                .first()
+                .map_or_else(|| "feed".to_owned(), |s| (*s).to_owned()),
             "the page <title> without the site's name",
         ),
     };
@@ -228,18 +257,36 @@ fn settings(
             "no language or country pointed at a zone; set the site's own zone if its dates carry no offset".to_owned(),
         ),
     };
-    let tld = list_page.url.host_str().and_then(|h| h.rsplit('.').next()).map(str::as_bytes);
-    let (text, enc, decided) =
-        charset::decode(&list_page.body, list_page.content_type.as_deref(), None, tld);
+    let tld = list_page
+        .url
+        .host_str()
+        .and_then(|h| h.rsplit('.').next())
+        .map(str::as_bytes);
+    let (text, enc, decided) = charset::decode(
+        &list_page.body,
+        list_page.content_type.as_deref(),
+        None,
+        tld,
+    );
     let broken = text.chars().filter(|c| *c == '\u{fffd}').count();
     let encoding = if broken * 200 > text.chars().count().max(1) {
         let better = [encoding_rs::GB18030, encoding_rs::UTF_8, encoding_rs::BIG5]
             .into_iter()
-            .min_by_key(|e| e.decode(&list_page.body).0.chars().filter(|c| *c == '\u{fffd}').count())
+            .min_by_key(|e| {
+                e.decode(&list_page.body)
+                    .0
+                    .chars()
+                    .filter(|c| *c == '\u{fffd}')
+                    .count()
+            })
             .unwrap_or(enc);
         (
             better.name().to_ascii_lowercase(),
-            format!("the declared {} garbles this page; {} reads it cleanly", enc.name(), better.name()),
+            format!(
+                "the declared {} garbles this page; {} reads it cleanly",
+                enc.name(),
+                better.name()
+            ),
         )
     } else {
         (
@@ -248,9 +295,15 @@ fn settings(
         )
     };
     let delay = if is_loopback(&list_page.url) {
-        ("0s".to_owned(), "a loopback server: no spacing needed (use \"1s\" or more for real sites)".to_owned())
+        (
+            "0s".to_owned(),
+            "a loopback server: no spacing needed (use \"1s\" or more for real sites)".to_owned(),
+        )
     } else {
-        ("1s".to_owned(), "one request a second to this host: polite".to_owned())
+        (
+            "1s".to_owned(),
+            "one request a second to this host: polite".to_owned(),
+        )
     };
     output::Settings {
         title,
@@ -334,8 +387,8 @@ pub fn finish(
         left: &article.left,
         remove: &article.remove,
     });
-    let site = site::compile(Path::new(&format!("{id}.toml")), &text)
-        .map_err(SuggestError::Compile)?;
+    let site =
+        site::compile(Path::new(&format!("{id}.toml")), &text).map_err(SuggestError::Compile)?;
 
     // The same extraction `preview` runs, on the pages already here.
     let mut unsure = found.unsure.clone();
@@ -353,7 +406,10 @@ pub fn finish(
         if let Some(next) = next_page {
             let more = extract_list(next, &site, rules, now);
             if more.entries.is_empty() {
-                unsure.push(format!("the next page {} gave no items with these rules", next.url));
+                unsure.push(format!(
+                    "the next page {} gave no items with these rules",
+                    next.url
+                ));
             }
             entries.extend(more.entries);
         }
@@ -373,7 +429,9 @@ pub fn finish(
         }
     }
     for (field, why) in &article.left {
-        unsure.push(format!("article {field}: left to automatic extraction ({why})"));
+        unsure.push(format!(
+            "article {field}: left to automatic extraction ({why})"
+        ));
     }
     if found.next.is_none() {
         unsure.push("no pagination found: only the first list page is read".into());
@@ -443,7 +501,14 @@ pub async fn run(opts: &Options, fetcher: &Fetcher) -> Result<Suggestion, Sugges
             first_error.unwrap_or_else(|| "the list links to no article".into()),
         ));
     }
-    finish(opts, &list_page, &found, next_page.as_ref(), &samples, chrono::Utc::now())
+    finish(
+        opts,
+        &list_page,
+        &found,
+        next_page.as_ref(),
+        &samples,
+        chrono::Utc::now(),
+    )
 }
 
 /// Writes `selectors/<id>.toml`, refusing to replace a file without `force`.

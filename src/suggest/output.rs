@@ -76,12 +76,20 @@ pub fn render(s: &Sections<'_>) -> String {
         let _ = writeln!(out, "{k} = {v}");
     };
     kv("title", quote(&st.title.0), &st.title.1);
-    kv("home", quote(&st.home), "the list page itself (the feed's alternate link)");
+    kv(
+        "home",
+        quote(&st.home),
+        "the list page itself (the feed's alternate link)",
+    );
     kv(
         "start",
         format!(
             "[{}]",
-            st.start.iter().map(|u| quote(u)).collect::<Vec<_>>().join(", ")
+            st.start
+                .iter()
+                .map(|u| quote(u))
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
         "the list page given to suggest",
     );

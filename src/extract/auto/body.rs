@@ -373,9 +373,8 @@ static BYLINE_CLASS: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"(?i)byline|author|dateline|(^|[-_ ])meta([-_ ]|$)|(^|[-_ ])date|timestamp|publish")
         .expect("static regex")
 });
-static BYLINE_TEXT: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"^\s*(?i:by|von|par|por|door)\s+\p{Lu}").expect("static regex")
-});
+static BYLINE_TEXT: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^\s*(?i:by|von|par|por|door)\s+\p{Lu}").expect("static regex"));
 static INFO_LINE: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"(来源|作者|责任编辑|编辑|发布时间|时间|日期|浏览次数|点击数|记者)\s*[:：]")
         .expect("static regex")
@@ -418,7 +417,9 @@ pub fn prune(html: &Html, a: &Analysis, body: &mut Body, title: Option<NodeId>, 
                     || st.full.chars < 80 && BYLINE_CLASS.is_match(&names)
                     || st.full.chars < 60 && BYLINE_TEXT.is_match(text)
                     || st.full.chars < 40 && CHROME_TEXT.is_match(text)
-                    || st.full.chars < 120 && INFO_LINE.is_match(text) && !st.paragraph_like_long()
+                    || st.full.chars < 120
+                        && INFO_LINE.is_match(text)
+                        && !st.paragraph_like_long()
                     || name != "a"
                         && st.full.links >= 2
                         && st.full.link_density() > 0.6
