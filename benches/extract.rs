@@ -72,3 +72,56 @@ fn bare_html5ever_parse(bencher: Bencher) {
         .counter(divan::counter::BytesCount::new(page.body.len()))
         .bench(|| black_box(scraper::Html::parse_document(black_box(text))));
 }
+
+/// Development pages for the automatic extractor (issue 15): a Chinese portal page, a
+/// government CMS page and an English news page, each gzip-compressed in fixtures/auto.
+const AUTO_PAGES: &[&str] = &[
+    "zh/163_1.html.gz",
+    "zh/zyyfy_1.html.gz",
+    "multi/04a6711caa7c687592777718866e781e976e0fe684faebe8b3cedcef8cd0ea34.html.gz",
+];
+
+fn auto_page(rel: &str) -> Page {
+    use std::io::Read;
+    let file = std::fs::File::open(root().join("fixtures/auto").join(rel)).expect("dev page");
+    let mut body = Vec::new();
+    flate2::read::GzDecoder::new(file)
+        .read_to_end(&mut body)
+        .expect("gzip");
+    Page {
+        url: Url::parse("https://news.example.com/2019/11/19/page.html").expect("url"),
+        body: body.into(),
+        content_type: None,
+    }
+}
+
+/// Decode + parse + automatic extraction of every field, no selectors.
+#[divan::bench(args = AUTO_PAGES)]
+fn auto_extract(bencher: Bencher, rel: &str) {
+    use feedbridge::extract::{auto, Document};
+    let page = auto_page(rel);
+    let now = Utc.with_ymd_and_hms(2026, 11, 29, 0, 0, 0).unwrap();
+    bencher
+        .counter(divan::counter::BytesCount::new(page.body.len()))
+        .bench(|| {
+            let (doc, _) = Document::parse_reporting(black_box(&page), None);
+            black_box(auto::extract(
+                &doc,
+                auto::Hints {
+                    url: &page.url,
+                    timezone: None,
+                    now,
+                },
+            ))
+        });
+}
+
+/// The floor for `auto_extract`: html5ever building the tree of the same decoded page.
+#[divan::bench(args = AUTO_PAGES)]
+fn auto_bare_parse(bencher: Bencher, rel: &str) {
+    let page = auto_page(rel);
+    let text = String::from_utf8_lossy(&page.body).into_owned();
+    bencher
+        .counter(divan::counter::BytesCount::new(page.body.len()))
+        .bench(|| black_box(scraper::Html::parse_document(black_box(&text))));
+}

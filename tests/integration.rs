@@ -27,3 +27,5 @@ mod auto_score;
 
 #[path = "integration/suggest.rs"]
 mod suggest;
+#[path = "integration/extract_cmd.rs"]
+mod extract_cmd;

@@ -219,7 +219,7 @@ fn lift<'a>(group: &[&'a Link<'a>]) -> Vec<ElementRef<'a>> {
             .collect();
         let ok = parents
             .iter()
-            .filter(|p| p.as_ref().is_some_and(|p| single(p)))
+            .filter(|p| p.as_ref().is_some_and(&single))
             .count();
         if ok * 10 < items.len() * 9 || parents.iter().any(Option::is_none) {
             break;
@@ -511,7 +511,7 @@ fn date_rule(pairs: &[(ElementRef<'_>, &Link<'_>)], unsure: &mut Vec<String>) ->
     let short = texts.iter().all(|t| {
         DATE.find(t).is_some_and(|m| {
             !m.as_str()
-                .contains(|c: char| c == '年' || c == '/' || c == '.')
+                .contains(['年', '/', '.'])
                 && m.as_str().len() <= 5
         })
     });

@@ -15,10 +15,10 @@ use url::Url;
 
 use crate::extract::sanitize;
 
-/// Elements whose text no reader sees.
+/// Elements whose text no reader sees. (Not `form`: ASP.NET pages wrap everything in one.)
 const INVISIBLE: &[&str] = &[
     "script", "style", "noscript", "template", "head", "title", "iframe", "svg", "select",
-    "option", "button", "textarea", "object", "embed", "canvas", "math", "form",
+    "option", "button", "textarea", "object", "embed", "canvas", "math",
 ];
 
 /// Elements that flow inside a paragraph; every other element starts a block.
@@ -69,6 +69,8 @@ pub struct NodeStats {
     pub end: usize,
     pub container: bool,
     pub paragraph_like: bool,
+    /// Paragraph score of the whole subtree.
+    pub deep: f64,
 }
 
 /// The counted tree and its visible text as one string.
@@ -111,6 +113,17 @@ struct Frame {
     block: bool,
     container: bool,
     paragraph_like: bool,
+    heading: bool,
+    deep: f64,
+}
+
+/// What one paragraph's own text is worth: punctuation and length, no links.
+fn paragraph_score(own: &Counts) -> f64 {
+    let plain = own.chars.saturating_sub(own.link_chars);
+    if plain < 10 || own.link_density() > 0.5 {
+        return 0.0;
+    }
+    1.0 + f64::from(own.punct.min(30)) + (f64::from(plain) / 40.0).min(6.0)
 }
 
 /// Counts every element in one traversal (no recursion: hostile nesting is deep).
@@ -154,6 +167,8 @@ pub fn analyze(html: &Html) -> Analysis {
                             name,
                             "p" | "pre" | "blockquote" | "li" | "figure" | "table"
                         ) || name.starts_with('h') && name.len() == 2,
+                        heading: name.starts_with('h') && name.len() == 2,
+                        deep: 0.0,
                     });
                 }
                 Node::Text(t) if invisible == 0 => {
@@ -194,8 +209,15 @@ pub fn analyze(html: &Html) -> Analysis {
                     in_link = in_link.saturating_sub(1);
                 }
                 let Some(f) = stack.pop() else { continue };
+                let deep = f.deep
+                    + if f.heading {
+                        0.0
+                    } else {
+                        paragraph_score(&f.own)
+                    };
                 if let Some(parent) = stack.last_mut() {
                     parent.full.add(&f.full);
+                    parent.deep += deep;
                 }
                 if f.block && !flat.ends_with('\n') {
                     flat.push('\n');
@@ -209,6 +231,7 @@ pub fn analyze(html: &Html) -> Analysis {
                         end: flat.len(),
                         container: f.container,
                         paragraph_like: f.paragraph_like,
+                        deep,
                     },
                 );
             }
@@ -229,9 +252,10 @@ static NEGATIVE: LazyLock<Regex> = LazyLock::new(|| {
 fn class_and_id(el: ElementRef<'_>) -> String {
     let v = el.value();
     format!(
-        "{} {}",
+        "{} {} {}",
         v.attr("class").unwrap_or(""),
-        v.attr("id").unwrap_or("")
+        v.attr("id").unwrap_or(""),
+        v.attr("itemprop").unwrap_or("")
     )
 }
 
@@ -265,9 +289,8 @@ pub struct Body {
 pub fn choose(html: &Html, a: &Analysis) -> Option<Body> {
     let mut scores: HashMap<NodeId, f64> = HashMap::new();
     for (&id, st) in &a.stats {
-        let own = st.own;
-        let plain = own.chars.saturating_sub(own.link_chars);
-        if plain < 10 || own.link_density() > 0.5 {
+        let score = paragraph_score(&st.own);
+        if score == 0.0 {
             continue;
         }
         let Some(node) = html.tree.get(id) else {
@@ -278,7 +301,6 @@ pub fn choose(html: &Html, a: &Analysis) -> Option<Body> {
                 continue;
             }
         }
-        let score = 1.0 + f64::from(own.punct.min(30)) + (f64::from(plain) / 40.0).min(6.0);
         let mut targets = Vec::with_capacity(3);
         if st.container {
             targets.push((id, 1.0));
@@ -321,6 +343,29 @@ pub fn choose(html: &Html, a: &Analysis) -> Option<Body> {
     if top_score <= 0.0 {
         return None;
     }
+    // Paragraph scores reach only two levels up; an article split over several wrappers
+    // needs the ancestor that holds clearly more of the same paragraph text.
+    let mut top = top;
+    let mut up = html.tree.get(top).and_then(|n| n.parent());
+    for _ in 0..8 {
+        let Some(parent) = up.and_then(ElementRef::wrap) else {
+            break;
+        };
+        let (Some(p), Some(c)) = (a.stats.get(&parent.id()), a.stats.get(&top)) else {
+            break;
+        };
+        if matches!(parent.value().name(), "body" | "html")
+            || p.full.link_density() > 0.35
+            || NEGATIVE.is_match(&class_and_id(parent)) && !POSITIVE.is_match(&class_and_id(parent))
+        {
+            break;
+        }
+        if p.deep >= c.deep * GROW && p.deep - c.deep >= GROW_MIN {
+            top = parent.id();
+        }
+        up = parent.parent();
+    }
+    let top_score = top_score.max(scores.get(&top).map_or(0.0, |&r| final_score(top, r)));
     let mut roots = vec![top];
     let top_node = html.tree.get(top)?;
     if let Some(parent) = top_node.parent().filter(|p| p.value().is_element()) {
@@ -361,6 +406,11 @@ pub fn choose(html: &Html, a: &Analysis) -> Option<Body> {
     })
 }
 
+/// How much more paragraph text an ancestor must hold to replace the chosen container.
+const GROW: f64 = 1.3;
+/// ... and at least this much more (a few paragraphs, not a byline or a date line).
+const GROW_MIN: f64 = 30.0;
+
 static RELATED: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"^\s*[【\[]?(相关链接|相关阅读|相关新闻|相关文章|相关报道|延伸阅读|推荐阅读|热点推荐|猜你喜欢|更多精彩|Related|Read more|More from|See also|Recommended)")
         .expect("static regex")
@@ -373,8 +423,9 @@ static BYLINE_CLASS: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"(?i)byline|author|dateline|(^|[-_ ])meta([-_ ]|$)|(^|[-_ ])date|timestamp|publish")
         .expect("static regex")
 });
-static BYLINE_TEXT: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"^\s*(?i:by|von|par|por|door)\s+\p{Lu}").expect("static regex"));
+static BYLINE_TEXT: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"^\s*(?i:by|von|par|por|door)\s+\p{Lu}").expect("static regex")
+});
 static INFO_LINE: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"(来源|作者|责任编辑|编辑|发布时间|时间|日期|浏览次数|点击数|记者)\s*[:：]")
         .expect("static regex")
@@ -417,15 +468,15 @@ pub fn prune(html: &Html, a: &Analysis, body: &mut Body, title: Option<NodeId>, 
                     || st.full.chars < 80 && BYLINE_CLASS.is_match(&names)
                     || st.full.chars < 60 && BYLINE_TEXT.is_match(text)
                     || st.full.chars < 40 && CHROME_TEXT.is_match(text)
-                    || st.full.chars < 120
-                        && INFO_LINE.is_match(text)
-                        && !st.paragraph_like_long()
+                    || st.full.chars < 120 && INFO_LINE.is_match(text) && !st.paragraph_like_long()
                     || name != "a"
                         && st.full.links >= 2
                         && st.full.link_density() > 0.6
                         && st.full.chars < 300);
             let related = small && st.full.chars < 600 && RELATED.is_match(text);
-            if related && cut_rest_of.is_none() {
+            // A bare "相关链接" heading takes the list after it along; an inline "Read
+            // more: <link>" paragraph goes alone.
+            if related && st.full.chars <= 12 && cut_rest_of.is_none() {
                 cut_rest_of = Some(el.id());
             }
             if cut || related {

@@ -184,7 +184,9 @@ fn collect_nodes<'a>(v: &'a Value, out: &mut Vec<&'a Value>, depth: usize) {
         return;
     }
     match v {
-        Value::Array(items) => items.iter().for_each(|i| collect_nodes(i, out, depth + 1)),
+        Value::Array(items) => items
+            .iter()
+            .for_each(|i| collect_nodes(i, out, depth + 1)),
         Value::Object(map) => {
             out.push(v);
             if let Some(graph) = map.get("@graph") {
@@ -253,12 +255,10 @@ pub fn time_element(html: &Html) -> Option<String> {
 const LABELS: &str = "来源|稿源|文章来源|信息来源|出处|发布时间|发表时间|更新时间|发布日期|时间|日期|作者|记者|编辑|责任编辑|责编|审核|浏览次数|点击数|阅读|字号|分享";
 
 static SOURCE_LINE: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?:来源|稿源|出处)\s*[:：]\s*([^\s|｜:：【】\[\]()（）]{2,40})")
-        .expect("static regex")
+    Regex::new(r"(?:来源|稿源|出处)\s*[:：]\s*([^\s|｜:：【】\[\]()（）]{2,40})").expect("static regex")
 });
 static AUTHOR_LINE: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?:作者|记者|撰稿)\s*[:：]\s*([^\s|｜:：【】\[\]()（）]{2,30})")
-        .expect("static regex")
+    Regex::new(r"(?:作者|记者|撰稿)\s*[:：]\s*([^\s|｜:：【】\[\]()（）]{2,30})").expect("static regex")
 });
 static DATE_LABEL: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"(?:发布时间|发表时间|发布日期|时间|日期|Published|Posted)\s*[:：]?\s*")
@@ -315,22 +315,11 @@ pub fn source_by_date(window: &str) -> Option<String> {
     static TIME: LazyLock<Regex> =
         LazyLock::new(|| Regex::new(r"\d{1,2}:\d{2}(:\d{2})?").expect("static regex"));
     const NOISE: &[&str] = &[
-        "原创",
-        "转载",
-        "分享",
-        "评论",
-        "举报",
-        "关注",
-        "字号",
-        "优质原创作者",
-        "收藏",
-        "打印",
+        "原创", "转载", "分享", "评论", "举报", "关注", "字号", "优质原创作者", "收藏", "打印",
     ];
     let m = DATE_TEXT.find(window)?;
     let line_start = window[..m.start()].rfind('\n').map_or(0, |i| i + 1);
-    let line_end = window[m.end()..]
-        .find('\n')
-        .map_or(window.len(), |i| m.end() + i);
+    let line_end = window[m.end()..].find('\n').map_or(window.len(), |i| m.end() + i);
     let line = &window[line_start..line_end];
     if line.chars().count() > 80 || line.contains(['：', ':']) && LABEL_CUT.is_match(line) {
         return None;
@@ -345,7 +334,7 @@ pub fn source_by_date(window: &str) -> Option<String> {
             (2..=20).contains(&n)
                 && !NOISE.contains(t)
                 && !t.chars().all(|c| c.is_ascii_digit())
-                && !t.chars().any(|c| c.is_ascii_digit())
+                && !t.chars().any(|c| c.is_ascii_digit()) 
         })
         .map(str::to_owned)
 }
@@ -404,8 +393,7 @@ pub fn byline(html: &Html) -> Option<String> {
 }
 
 static BY: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)^(?:written\s+)?(?:by|von|par|por|di|door|av|af|przez|от)\s+")
-        .expect("static regex")
+    Regex::new(r"(?i)^(?:written\s+)?(?:by|von|par|por|di|door|av|af|przez|от)\s+").expect("static regex")
 });
 
 pub fn clean_byline(raw: &str) -> Option<String> {
@@ -459,34 +447,18 @@ mod tests {
         let line = "来源：河南日报 作者：张三 时间：2020-05-12";
         assert_eq!(source_in(line).as_deref(), Some("河南日报"));
         assert_eq!(author_in(line).as_deref(), Some("张三"));
-        assert_eq!(
-            source_in("来源:河南日报时间:2020").as_deref(),
-            Some("河南日报")
-        );
-        assert_eq!(
-            source_in("文章来源：\u{3000}新华网").as_deref(),
-            Some("新华网")
-        );
+        assert_eq!(source_in("来源:河南日报时间:2020").as_deref(), Some("河南日报"));
+        assert_eq!(source_in("文章来源：\u{3000}新华网").as_deref(), Some("新华网"));
         assert_eq!(date_in(line).map(|d| d.1), Some(true));
-        assert!(date_in("发布时间：2020年5月12日 08:30 来源")
-            .is_some_and(|d| d.0.starts_with("2020年")));
+        assert!(date_in("发布时间：2020年5月12日 08:30 来源").is_some_and(|d| d.0.starts_with("2020年")));
     }
 
     #[test]
     fn url_dates() {
         let d = |u: &str| url_date(&Url::parse(u).unwrap());
-        assert_eq!(
-            d("http://a.cn/gzdt/202005/t20200512_1.html").as_deref(),
-            Some("2020-05-12")
-        );
-        assert_eq!(
-            d("https://x.com/2021/3/9/story").as_deref(),
-            Some("2021-03-09")
-        );
-        assert_eq!(
-            d("https://x.com/news/20190102/abc.html").as_deref(),
-            Some("2019-01-02")
-        );
+        assert_eq!(d("http://a.cn/gzdt/202005/t20200512_1.html").as_deref(), Some("2020-05-12"));
+        assert_eq!(d("https://x.com/2021/3/9/story").as_deref(), Some("2021-03-09"));
+        assert_eq!(d("https://x.com/news/20190102/abc.html").as_deref(), Some("2019-01-02"));
         assert_eq!(d("https://x.com/news/123456789/").as_deref(), None);
     }
 

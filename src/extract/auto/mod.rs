@@ -100,9 +100,7 @@ pub fn extract(doc: &Document, hints: Hints<'_>) -> AutoArticle {
     let site = site_name(&metas, &ld, &title_segments(&raw_title(html)));
     let mut sources: Vec<(Option<String>, &str)> = vec![
         (
-            metas
-                .first(evidence::SOURCE_METAS)
-                .map(|(_, v)| v.to_owned()),
+            metas.first(evidence::SOURCE_METAS).map(|(_, v)| v.to_owned()),
             "meta",
         ),
         (evidence::source_in(window), "text:来源"),
@@ -179,8 +177,8 @@ pub fn extract(doc: &Document, hints: Hints<'_>) -> AutoArticle {
             .map(|(n, v)| (v.to_owned(), format!("meta:{n}")))
             .or_else(|| ld.images.first().map(|i| (i.clone(), "json-ld".to_owned())));
         if let Some((src, via)) = og {
-            if let Some(abs) =
-                sanitize::absolute(&doc.base, &src, true).filter(|s| !s.starts_with("data:"))
+            if let Some(abs) = sanitize::absolute(&doc.base, &src, true)
+                .filter(|s| !s.starts_with("data:"))
             {
                 out.images.push(abs);
                 out.via.insert("images", via);
@@ -237,11 +235,7 @@ fn site_name(
     }
     if segments.len() > 1 {
         let last = &segments[segments.len() - 1];
-        let longest = segments
-            .iter()
-            .map(|s| s.chars().count())
-            .max()
-            .unwrap_or(0);
+        let longest = segments.iter().map(|s| s.chars().count()).max().unwrap_or(0);
         if last.chars().count() < longest {
             candidates.push((last.clone(), "title-suffix".to_owned()));
         }
@@ -293,9 +287,7 @@ fn source_element(
         }
         let first = el.text().map(str::trim).find(|t| !t.is_empty())?;
         let first = first
-            .trim_start_matches(|c: char| {
-                "来源稿源出处文章信息：:".contains(c) || c.is_whitespace()
-            })
+            .trim_start_matches(|c: char| "来源稿源出处文章信息：:".contains(c) || c.is_whitespace())
             .trim();
         let n = first.chars().count();
         ((2..=30).contains(&n) && !first.chars().any(|c| c.is_ascii_digit()))
@@ -304,9 +296,7 @@ fn source_element(
 }
 
 /// Separators between an article title and the site or section name in `<title>`.
-const TITLE_SEPARATORS: &[&str] = &[
-    " | ", " - ", " – ", " — ", "_", "｜", "丨", " :: ", " · ", "--",
-];
+const TITLE_SEPARATORS: &[&str] = &[" | ", " - ", " – ", " — ", "_", "｜", "丨", " :: ", " · ", "--"];
 
 /// `<title>` split at site-name separators.
 fn title_segments(raw: &str) -> Vec<String> {
@@ -331,10 +321,7 @@ fn strip_site_suffix(title: &str, segments: &[String]) -> String {
     }
     let site = &segments[segments.len() - 1];
     for sep in TITLE_SEPARATORS {
-        if let Some(head) = title
-            .strip_suffix(site.as_str())
-            .and_then(|h| h.strip_suffix(sep))
-        {
+        if let Some(head) = title.strip_suffix(site.as_str()).and_then(|h| h.strip_suffix(sep)) {
             if !head.trim().is_empty() {
                 return head.trim().to_owned();
             }
@@ -408,7 +395,8 @@ fn find_title(
             }
             let text = normalize_text(el.text());
             // The site's name (a logo heading) also appears in <title>: not the headline.
-            if segments.len() > 1 && segments.iter().any(|s| *s == text) && text != main_segment {
+            if segments.len() > 1 && segments.iter().any(|s| *s == text) && text != main_segment
+            {
                 continue;
             }
             let (hits, share) = overlap(&text, &reference);
@@ -418,7 +406,8 @@ fn find_title(
             // Words the metadata does not have (a byline, "Share") cost more than
             // matched ones earn: the bare headline beats its wrapper.
             let extra = bigrams(&text).len() - hits;
-            let score = hits as isize - 2 * extra as isize + isize::from(el.value().name() == "h1");
+            let score = hits as isize - 2 * extra as isize
+                + isize::from(el.value().name() == "h1");
             if best.as_ref().is_none_or(|(h, _, _)| score > *h) {
                 best = Some((score, el, text));
             }
@@ -445,10 +434,7 @@ fn find_title(
 fn info_window(a: &body::Analysis, title: Option<NodeId>) -> &str {
     let flat = &a.flat;
     let (start, end) = match title.and_then(|t| a.stats.get(&t)) {
-        Some(st) => (
-            floor(flat, st.start.saturating_sub(150)),
-            ceil(flat, st.end + 600),
-        ),
+        Some(st) => (floor(flat, st.start.saturating_sub(150)), ceil(flat, st.end + 600)),
         None => (0, ceil(flat, 1500)),
     };
     &flat[start..end]
@@ -657,10 +643,7 @@ fn implied_zone(lang: Option<&str>, url: &Url, a: &body::Analysis) -> Option<(Tz
             }
         }
     }
-    let tld = url
-        .host_str()
-        .and_then(|h| h.rsplit('.').next())
-        .unwrap_or("");
+    let tld = url.host_str().and_then(|h| h.rsplit('.').next()).unwrap_or("");
     if let Some((_, tz)) = BY_TLD.iter().find(|(t, _)| *t == tld) {
         return Some((*tz, format!("domain .{tld}")));
     }

@@ -86,11 +86,7 @@ pub fn run(page: &Page, opts: ExtractOptions<'_>) -> Report {
         let filled = fill(&mut item, rules, &auto);
         for (field, had_rule, present) in [
             ("title", rules.title.is_some(), before.title.is_some()),
-            (
-                "published",
-                rules.date.is_some(),
-                before.published.is_some(),
-            ),
+            ("published", rules.date.is_some(), before.published.is_some()),
             ("source", rules.source.is_some(), before.source.is_some()),
             ("content", rules.body.is_some(), before.content.is_some()),
             ("images", rules.images.is_some(), !before.images.is_empty()),
@@ -170,16 +166,8 @@ impl Report {
             }
         });
         line("published", &date, "published");
-        line(
-            "source",
-            self.source.as_deref().unwrap_or("(none)"),
-            "source",
-        );
-        line(
-            "author",
-            self.author.as_deref().unwrap_or("(none)"),
-            "author",
-        );
+        line("source", self.source.as_deref().unwrap_or("(none)"), "source");
+        line("author", self.author.as_deref().unwrap_or("(none)"), "author");
         line("images", &self.images.len().to_string(), "images");
         for i in &self.images {
             line("", i, "");
