@@ -136,6 +136,16 @@ fn candidates_for(els: &[ElementRef<'_>]) -> Vec<String> {
     all
 }
 
+/// The elements and their parent and grandparent: a value inside an unnamed `<span>` is
+/// often best reached through its named line (`p.info`) and a regex.
+fn with_parents<'a>(els: &[ElementRef<'a>]) -> Vec<ElementRef<'a>> {
+    let mut out = els.to_vec();
+    for e in els {
+        out.extend(css::ancestors(*e).take(2));
+    }
+    out
+}
+
 fn text_of(p: &Parsed, sel: &Selector) -> Option<String> {
     p.doc
         .html
@@ -148,7 +158,7 @@ fn title_rule(parsed: &[Parsed]) -> Option<Rule> {
     let first = parsed.first()?;
     let want = first.title.as_deref()?;
     let els = css::deepest(&first.doc.html, |e| normalize_text(e.text()) == want);
-    let v = first_valid(candidates_for(&els), parsed, |p, sel| {
+    let v = first_valid(candidates_for(&with_parents(&els)), parsed, |p, sel| {
         p.title.is_some() && text_of(p, sel) == p.title
     })?;
     Some(Rule::css(&v).because(format!(
@@ -199,42 +209,54 @@ fn date_rule(parsed: &[Parsed], tz: Tz, now: DateTime<Utc>) -> Option<Rule> {
             )));
         }
     }
-    let els = css::deepest(&first.doc.html, |e| {
+    let deepest = css::deepest(&first.doc.html, |e| {
         DATE.find_iter(&normalize_text(e.text()))
             .filter_map(|m| parse(m.as_str()))
             .any(|d| same_date(d, want))
     });
-    let text = els.first().map(|e| normalize_text(e.text()))?;
-    let m = DATE.find(&text)?;
-    let regex = if m.as_str().trim() == text.trim() {
-        None
-    } else if let Some(l) = LABELLED_DATE.captures(&text[..m.start()]) {
-        Some(format!("{}[:：]\\s*{DATE_PATTERN}", &l[1]))
-    } else {
-        Some(DATE_PATTERN.to_owned())
-    };
-    let re = regex.as_deref().and_then(|r| Regex::new(r).ok());
-    let v = first_valid(candidates_for(&els), parsed, |p, sel| {
-        let Some(t) = text_of(p, sel) else {
-            return false;
+    // The element itself, then its line, then the line's container: each with the regex
+    // its own text needs.
+    for level in 0..3 {
+        let els: Vec<ElementRef<'_>> = deepest
+            .iter()
+            .filter_map(|e| std::iter::once(*e).chain(css::ancestors(*e)).nth(level))
+            .collect();
+        let Some(text) = els.first().map(|e| normalize_text(e.text())) else {
+            break;
         };
-        let value = match &re {
-            Some(re) => re
-                .captures(&t)
-                .and_then(|c| c.get(1))
-                .map(|m| m.as_str().to_owned()),
-            None => Some(t),
+        let Some(m) = DATE.find(&text) else { continue };
+        let regex = if level == 0 && m.as_str().trim() == text.trim() {
+            None
+        } else if let Some(l) = LABELLED_DATE.captures(&text[..m.start()]) {
+            Some(format!("{}[:：]\\s*{DATE_PATTERN}", &l[1]))
+        } else {
+            Some(DATE_PATTERN.to_owned())
         };
-        matches!((value.as_deref().and_then(parse), p.auto.published), (Some(g), Some(w)) if same_date(g, w))
-    })?;
-    let rule = Rule::css(&v);
-    let why = format!("the page's date on all {n} samples");
-    Some(match regex {
-        Some(r) => rule
-            .regex(&r)
-            .because(format!("{why}; the regex takes it out of its line")),
-        None => rule.because(why),
-    })
+        let re = regex.as_deref().and_then(|r| Regex::new(r).ok());
+        let v = first_valid(candidates_for(&els), parsed, |p, sel| {
+            let Some(t) = text_of(p, sel) else {
+                return false;
+            };
+            let value = match &re {
+                Some(re) => re
+                    .captures(&t)
+                    .and_then(|c| c.get(1))
+                    .map(|m| m.as_str().to_owned()),
+                None => Some(t),
+            };
+            matches!((value.as_deref().and_then(parse), p.auto.published), (Some(g), Some(w)) if same_date(g, w))
+        });
+        let Some(v) = v else { continue };
+        let rule = Rule::css(&v);
+        let why = format!("the page's date on all {n} samples");
+        return Some(match regex {
+            Some(r) => rule
+                .regex(&r)
+                .because(format!("{why}; the regex takes it out of its line")),
+            None => rule.because(why),
+        });
+    }
+    None
 }
 
 fn source_rule(parsed: &[Parsed]) -> Option<Rule> {
@@ -244,8 +266,9 @@ fn source_rule(parsed: &[Parsed]) -> Option<Rule> {
     let els = css::deepest(&first.doc.html, |e| normalize_text(e.text()).contains(want));
     let labelled = Regex::new(r"来源[:：]\s*(\S+)").ok()?;
     let mut out = None;
+    let candidates = candidates_for(&with_parents(&els));
     for regex in [None, Some(&labelled)] {
-        let v = first_valid(candidates_for(&els), parsed, |p, sel| {
+        let v = first_valid(candidates.clone(), parsed, |p, sel| {
             let Some(t) = text_of(p, sel) else {
                 return false;
             };
@@ -291,9 +314,22 @@ fn body_element(p: &Parsed) -> Option<NodeId> {
         t.contains(&first) && t.contains(&last)
     });
     // With one paragraph, the deepest is the <p>; the body is its container.
-    let el = els.into_iter().next()?;
+    let mut el = els.into_iter().next()?;
     if first == last || el.value().name() == "p" {
-        return el.parent().map(|n| n.id());
+        el = el.parent().and_then(ElementRef::wrap)?;
+    }
+    // Automatic extraction may take the title and info line along; step into the child
+    // that holds most of the text and the last paragraph.
+    loop {
+        let len = normalize_text(el.text()).chars().count();
+        let inner = el.children().filter_map(ElementRef::wrap).find(|c| {
+            let t = normalize_text(c.text());
+            c.value().name() != "p" && t.contains(&last) && t.chars().count() * 10 >= len * 7
+        });
+        match inner {
+            Some(c) if c.children().filter_map(ElementRef::wrap).count() > 1 => el = c,
+            _ => break,
+        }
     }
     Some(el.id())
 }
@@ -321,6 +357,8 @@ static JUNK_TEXT: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"分享到|打印本页|关闭窗口|【打印】|【关闭】|相关链接|相关文章|相关阅读|相关新闻|^(?:Share this|Related)")
         .expect("static regex")
 });
+static JS_LINK: LazyLock<Selector> =
+    LazyLock::new(|| Selector::parse("a[href^='javascript:']").expect("static selector"));
 const JUNK_NAMES: &[&str] = &[
     "share",
     "bdshare",
@@ -378,6 +416,12 @@ fn remove_rules(parsed: &[Parsed], bodies: &[NodeId]) -> Vec<(String, String)> {
                         .attr("align")
                         .filter(|_| e.value().name() == "p")
                         .map(|a| format!("p[align='{a}']"))
+                })
+                .or_else(|| {
+                    // print/close links: javascript: links are never content
+                    e.select(&JS_LINK)
+                        .next()
+                        .map(|_| format!("{}:has(a[href^='javascript:'])", css::tag(e)))
                 });
             let Some(name) = name else { continue };
             if found.iter().any(|(n, _)| *n == name) {

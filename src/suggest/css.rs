@@ -100,6 +100,22 @@ pub fn page_candidates(el: ElementRef<'_>) -> Vec<String> {
 pub fn inner_candidates(scope: ElementRef<'_>, target: ElementRef<'_>) -> Vec<String> {
     let own = own_parts(target);
     let mut out = own.clone();
+    // A cell after another cell (`td + td`): structure, not a position count.
+    let prev = |e: ElementRef<'_>| e.prev_siblings().find_map(ElementRef::wrap).map(tag);
+    if let Some(p) = prev(target) {
+        for o in &own {
+            out.push(format!("{p} + {o}"));
+        }
+    }
+    if let Some(parent) = target.parent().and_then(ElementRef::wrap) {
+        if parent.id() != scope.id() {
+            if let Some(p) = prev(parent) {
+                for o in &own {
+                    out.push(format!("{p} + {} {o}", tag(parent)));
+                }
+            }
+        }
+    }
     for anc in ancestors(target).take_while(|a| a.id() != scope.id()) {
         let mut parts = own_parts(anc);
         parts.truncate(3);

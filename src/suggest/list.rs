@@ -241,6 +241,25 @@ fn lift<'a>(group: &[&'a Link<'a>]) -> Vec<ElementRef<'a>> {
     items
 }
 
+fn is_date_only(text: &str) -> bool {
+    let t = text.trim().trim_matches(['[', ']', '(', ')', '【', '】']);
+    DATE.find(t).is_some_and(|m| m.as_str().trim() == t.trim())
+}
+
+/// The element holding the title: the link itself, or, when the link also holds the date
+/// (a card that is one big link), its longest child without the date.
+fn title_element(link: ElementRef<'_>) -> ElementRef<'_> {
+    let inner = || link.descendants().filter_map(ElementRef::wrap).skip(1);
+    if !inner().any(|e| is_date_only(&normalize_text(e.text()))) {
+        return link;
+    }
+    inner()
+        .map(|e| (e, normalize_text(e.text())))
+        .filter(|(_, t)| !DATE.is_match(t) && t.chars().count() >= 5)
+        .max_by_key(|(_, t)| t.chars().count())
+        .map_or(link, |(e, _)| e)
+}
+
 fn text_without<'a>(item: ElementRef<'a>, skip: ElementRef<'a>) -> String {
     let skip_ids: HashSet<NodeId> = skip.descendants().map(|n| n.id()).collect();
     let parts = item
@@ -281,7 +300,8 @@ pub fn analyze(doc: &Document, page: &Url) -> Result<ListFound, SuggestError> {
             .iter()
             .filter(|i| {
                 link_of(i).is_some_and(|l| {
-                    DATE.is_match(&text_without(**i, l.el)) || i.select(&TIME).next().is_some()
+                    DATE.is_match(&text_without(**i, title_element(l.el)))
+                        || i.select(&TIME).next().is_some()
                 })
             })
             .count();
@@ -370,7 +390,21 @@ fn build(doc: &Document, page: &Url, g: Group<'_>) -> Result<ListFound, SuggestE
             .attr("title")
             .is_some_and(|t| !t.trim().is_empty())
     });
-    let title = if has_title_attr && cut > 0 {
+    let inner_titles: Vec<(ElementRef<'_>, Option<ElementRef<'_>>)> = pairs
+        .iter()
+        .map(|(i, l)| (*i, Some(title_element(l.el))))
+        .filter(|(_, t)| t.is_some())
+        .collect();
+    let inner_title = inner_titles.iter().any(|(i, t)| {
+        pairs
+            .iter()
+            .any(|(j, l)| j.id() == i.id() && t.map(|t| t.id()) != Some(l.el.id()))
+    });
+    let title = if inner_title {
+        let css_text = inner_selector(&inner_titles).unwrap_or_else(|| link_css.clone());
+        Rule::css(&css_text)
+            .because("the link holds the date too; this element holds only the title".into())
+    } else if has_title_attr && cut > 0 {
         Rule::css(&link_css).attr("title").because(format!(
             "{cut} of {n} link texts are cut with \"...\"; the title attribute is whole"
         ))
@@ -385,7 +419,15 @@ fn build(doc: &Document, page: &Url, g: Group<'_>) -> Result<ListFound, SuggestE
     let (next, next_url) = next_rule(doc, page);
     let articles = pairs
         .iter()
-        .map(|(_, l)| (l.url.clone(), l.label.clone()))
+        .map(|(_, l)| {
+            let t = title_element(l.el);
+            let label = if t.id() == l.el.id() {
+                l.label.clone()
+            } else {
+                normalize_text(t.text())
+            };
+            (l.url.clone(), label)
+        })
         .collect();
     Ok(ListFound {
         item,
@@ -447,9 +489,17 @@ fn item_selector(html: &Html, items: &[ElementRef<'_>], ids: &HashSet<NodeId>) -
         }
     }
     candidates.sort_by_key(String::len);
+    // Header rows and separators share the items' markup; `:has(a)` leaves them out.
     candidates
-        .into_iter()
+        .iter()
         .find(|c| css::select_ids(html, c) == *ids)
+        .cloned()
+        .or_else(|| {
+            candidates
+                .iter()
+                .map(|c| format!("{c}:has(a)"))
+                .find(|c| css::select_ids(html, c) == *ids)
+        })
 }
 
 /// The shortest selector whose first match in each item is that item's target.
@@ -471,7 +521,8 @@ fn date_rule(pairs: &[(ElementRef<'_>, &Link<'_>)], unsure: &mut Vec<String>) ->
     let mut targets = Vec::new();
     let mut via_attr = 0;
     for (item, link) in pairs {
-        let link_ids: HashSet<NodeId> = link.el.descendants().map(|n| n.id()).collect();
+        let title = title_element(link.el);
+        let link_ids: HashSet<NodeId> = title.descendants().map(|n| n.id()).collect();
         let time = item
             .select(&TIME)
             .find(|t| t.value().attr("datetime").is_some());
@@ -483,7 +534,7 @@ fn date_rule(pairs: &[(ElementRef<'_>, &Link<'_>)], unsure: &mut Vec<String>) ->
         let found = std::iter::once(*item)
             .chain(item.descendants().filter_map(ElementRef::wrap))
             .filter(|e| !link_ids.contains(&e.id()))
-            .filter(|e| DATE.is_match(&text_without(*e, link.el)))
+            .filter(|e| DATE.is_match(&text_without(*e, title)))
             .last();
         targets.push((*item, found));
     }
@@ -509,11 +560,8 @@ fn date_rule(pairs: &[(ElementRef<'_>, &Link<'_>)], unsure: &mut Vec<String>) ->
         .iter()
         .all(|t| DATE.find(t).is_some_and(|m| m.as_str().trim() == t.trim()));
     let short = texts.iter().all(|t| {
-        DATE.find(t).is_some_and(|m| {
-            !m.as_str()
-                .contains(['年', '/', '.'])
-                && m.as_str().len() <= 5
-        })
+        DATE.find(t)
+            .is_some_and(|m| !m.as_str().contains(['年', '/', '.']) && m.as_str().len() <= 5)
     });
     if dated < n {
         unsure.push(format!(

@@ -7,7 +7,17 @@ use serde_json::Value;
 
 use crate::support::{root, run, text, TempDir};
 
-const LAYOUTS: &[&str] = &["trs", "table-gbk", "cards", "dl", "blog", "news-gbk"];
+const LAYOUTS: &[&str] = &[
+    "trs",
+    "table-gbk",
+    "cards",
+    "dl",
+    "blog",
+    "news-gbk",
+    "ol-em",
+    "aspnet",
+    "date-in-link",
+];
 
 fn same_instant(a: &Value, b: &Value) -> bool {
     match (a.as_str(), b.as_str()) {
