@@ -128,15 +128,17 @@ pub fn inner_candidates(scope: ElementRef<'_>, target: ElementRef<'_>) -> Vec<St
     sort_by_length(out)
 }
 
-/// Shortest first, but a generic tag named alone (`div`, `span`, `td`) ranks as if it
-/// were longer: a class says what the element is, a bare `div` only where it is.
+/// Shortest first, but a selector of bare generic tags (`li`, `div span`, `td + td`) ranks
+/// as if it were longer: a class or id says what the element is, a bare tag only where.
 pub fn preference(css: &str) -> usize {
+    let named = css.contains(['.', '#', '[']);
     let last = css.rsplit([' ', '>', '+']).next().unwrap_or(css);
+    let last = last.split(':').next().unwrap_or(last);
     let generic = matches!(
         last,
-        "div" | "span" | "td" | "p" | "font" | "li" | "section"
+        "div" | "span" | "td" | "tr" | "p" | "font" | "li" | "dl" | "dt" | "dd" | "section"
     );
-    css.len() + if generic { 12 } else { 0 }
+    css.len() + if generic && !named { 12 } else { 0 }
 }
 
 fn sort_by_length(mut v: Vec<String>) -> Vec<String> {

@@ -488,7 +488,7 @@ fn item_selector(html: &Html, items: &[ElementRef<'_>], ids: &HashSet<NodeId>) -
             }
         }
     }
-    candidates.sort_by_key(String::len);
+    candidates.sort_by_key(|c| css::preference(c));
     // Header rows and separators share the items' markup; `:has(a)` leaves them out.
     candidates
         .iter()

@@ -524,3 +524,77 @@ pub fn write(dir: &Path, s: &Suggestion, force: bool) -> Result<PathBuf, Suggest
         .map_err(|e| SuggestError::Write(path.clone(), e.to_string()))?;
     Ok(path)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn page(url: &str, html: &str) -> Page {
+        Page {
+            url: Url::parse(url).unwrap(),
+            body: html.as_bytes().to_vec().into(),
+            content_type: Some("text/html; charset=utf-8".into()),
+        }
+    }
+
+    #[test]
+    fn ids_come_from_the_url_path() {
+        let id = |u: &str| default_id(&Url::parse(u).unwrap());
+        assert_eq!(id("http://www.example.gov.cn/gzdt/"), "gzdt");
+        assert_eq!(id("http://www.example.gov.cn/xwzx/gzdt/index.html"), "gzdt");
+        assert_eq!(id("http://www.example.gov.cn/News_List/"), "news-list");
+        assert_eq!(id("http://www.example.gov.cn/"), "www-example-gov-cn");
+        assert!(site::is_valid_site_id(&id("http://127.0.0.1:8080/")));
+    }
+
+    #[test]
+    fn generated_names_are_not_stable() {
+        for good in ["list", "news-item", "TRS_Editor", "h1"] {
+            assert!(css::is_stable_name(good), "{good}");
+        }
+        for bad in [
+            "post-101",
+            "css-1x2y3z",
+            "a8f3e9c2d1",
+            "ctl00_ContentPlaceHolder1_lbl",
+            "",
+        ] {
+            assert!(!css::is_stable_name(bad), "{bad}");
+        }
+    }
+
+    const LIST: &str = r#"<html><body>
+<div class="nav"><ul><li><a href="/a/">首页栏目一</a></li><li><a href="/b/">首页栏目二</a></li>
+<li><a href="/c/">首页栏目三</a></li><li><a href="/d/">首页栏目四</a></li></ul></div>
+<div class="hot"><ul><li><a href="/x/t20200401_1.html">热点文章标题第一篇内容</a></li>
+<li><a href="/x/t20200402_2.html">热点文章标题第二篇内容</a></li><li><a href="/x/t20200403_3.html">热点文章标题第三篇内容</a></li>
+<li><a href="/x/t20200404_4.html">热点文章标题第四篇内容</a></li></ul></div>
+<dl class="news"><dt><a href="/gzdt/202005/t20200512_11.html">省直机关开展主题党日活动</a></dt><dd>2020年5月12日</dd></dl>
+<dl class="news"><dt><a href="/gzdt/202005/t20200511_12.html">省委直属机关工委召开推进会</a></dt><dd>2020年5月11日</dd></dl>
+<dl class="news"><dt><a href="/gzdt/202005/t20200510_13.html">省直机关青年读书分享会举办</a></dt><dd>2020年5月10日</dd></dl>
+<div class="page"><a href="index_1.html">下一页</a></div>
+</body></html>"#;
+
+    #[test]
+    fn finds_the_dated_list_not_the_hot_box() {
+        let found = analyze_list(&page("http://www.example.gov.cn/gzdt/", LIST)).unwrap();
+        assert_eq!(found.item.css, "dl.news");
+        assert_eq!(found.date.as_ref().map(|d| d.css.as_str()), Some("dd"));
+        assert_eq!(found.articles.len(), 3);
+        assert_eq!(
+            found.next_url.map(|u| u.to_string()).as_deref(),
+            Some("http://www.example.gov.cn/gzdt/index_1.html")
+        );
+    }
+
+    #[test]
+    fn a_page_of_furniture_is_not_a_list() {
+        let article = r#"<html><body><div class="nav"><a href="/a/">栏目一二三四</a></div>
+<h1>标题</h1><div class="content"><p>正文内容。</p></div>
+<div class="related"><ul><li><a href="/x/t20200401_1.html">相关文章标题第一篇</a></li>
+<li><a href="/x/t20200402_2.html">相关文章标题第二篇</a></li><li><a href="/x/t20200403_3.html">相关文章标题第三篇</a></li>
+<li><a href="/x/t20200404_4.html">相关文章标题第四篇</a></li></ul></div></body></html>"#;
+        let e = analyze_list(&page("http://www.example.gov.cn/gzdt/t1.html", article)).unwrap_err();
+        assert!(matches!(e, SuggestError::NotAList), "{e}");
+    }
+}

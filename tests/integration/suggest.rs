@@ -201,3 +201,46 @@ async fn the_bundled_fixture_site_gets_a_working_file() {
     assert_eq!(with_title, 27);
     assert!(with_source >= 25, "{with_source} of 27 with a source");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn saved_pages_robots_and_unreachable_articles() {
+    let dir = root().join("fixtures/suggest");
+    let server = FixtureServer::start(&dir, 0).await.unwrap();
+    let origin = server.origin();
+    let saved = dir.join("trs/index.html");
+    let saved = saved.to_str().unwrap();
+
+    // A saved list page: the file is printed on stdout, the table on stderr.
+    let out = run(&["suggest", &format!("{origin}/trs/"), "--file", saved]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let toml = text(&out.stdout);
+    assert!(toml.contains("item = \"div.list li\""), "{toml}");
+    assert!(
+        text(&out.stderr).contains("(trs): 3 items"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // The same page said to live where its articles do not exist.
+    let out = run(&["suggest", &format!("{origin}/gone/"), "--file", saved]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("no sample article could be fetched"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // robots.txt disallows /private/: nothing is fetched there.
+    let out = run(&["suggest", &format!("{origin}/private/list/")]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("robots.txt"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(server.hits_under("/private/").is_empty());
+
+    // An id that could not be a feed path is a usage error.
+    let out = run(&["suggest", &format!("{origin}/trs/"), "--id", "Bad_Id"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+}
