@@ -157,7 +157,9 @@ fn text_of(p: &Parsed, sel: &Selector) -> Option<String> {
 fn title_rule(parsed: &[Parsed]) -> Option<Rule> {
     let first = parsed.first()?;
     let want = first.title.as_deref()?;
-    let els = css::deepest(&first.doc.html, |e| normalize_text(e.text()) == want);
+    let els = css::deepest(&first.doc.html, want.len() * 2 + 64, |e| {
+        normalize_text(e.text()) == want
+    });
     let v = first_valid(candidates_for(&with_parents(&els)), parsed, |p, sel| {
         p.title.is_some() && text_of(p, sel) == p.title
     })?;
@@ -209,7 +211,7 @@ fn date_rule(parsed: &[Parsed], tz: Tz, now: DateTime<Utc>) -> Option<Rule> {
             )));
         }
     }
-    let deepest = css::deepest(&first.doc.html, |e| {
+    let deepest = css::deepest(&first.doc.html, LINE_MAX, |e| {
         DATE.find_iter(&normalize_text(e.text()))
             .filter_map(|m| parse(m.as_str()))
             .any(|d| same_date(d, want))
@@ -263,7 +265,9 @@ fn source_rule(parsed: &[Parsed]) -> Option<Rule> {
     let first = parsed.iter().find(|p| p.auto.source.is_some())?;
     let want = first.auto.source.as_deref()?;
     let n = parsed.len();
-    let els = css::deepest(&first.doc.html, |e| normalize_text(e.text()).contains(want));
+    let els = css::deepest(&first.doc.html, LINE_MAX, |e| {
+        normalize_text(e.text()).contains(want)
+    });
     let labelled = Regex::new(r"来源[:：]\s*(\S+)").ok()?;
     let mut out = None;
     let candidates = candidates_for(&with_parents(&els));
@@ -309,18 +313,22 @@ fn long_lines(text: &str) -> Option<(String, String)> {
 /// The deepest element holding both the first and last long paragraphs of the body.
 fn body_element(p: &Parsed) -> Option<NodeId> {
     let (first, last) = long_lines(&p.auto.text)?;
-    let els = css::deepest(&p.doc.html, |e| {
-        let t = normalize_text(e.text());
-        t.contains(&first) && t.contains(&last)
-    });
-    // With one paragraph, the deepest is the <p>; the body is its container.
-    let mut el = els.into_iter().next()?;
-    if first == last || el.value().name() == "p" {
+    // The paragraphs holding the first and last lines, then their nearest common element.
+    let holding = |line: &str| {
+        css::deepest(&p.doc.html, PARAGRAPH_MAX, |e| {
+            normalize_text(e.text()).contains(line)
+        })
+    };
+    let a = *holding(&first).first()?;
+    let b = *holding(&last).last()?;
+    let mut el = css::common_ancestor(a, b)?;
+    // With one paragraph, the common element is the <p>; the body is its container.
+    if a.id() == b.id() || el.value().name() == "p" {
         el = el.parent().and_then(ElementRef::wrap)?;
     }
     // Automatic extraction may take the title and info line along; step into the child
     // that holds most of the text and the last paragraph.
-    loop {
+    for _ in 0..8 {
         let len = normalize_text(el.text()).chars().count();
         let inner = el.children().filter_map(ElementRef::wrap).find(|c| {
             let t = normalize_text(c.text());
@@ -357,6 +365,11 @@ static JUNK_TEXT: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"分享到|打印本页|关闭窗口|【打印】|【关闭】|相关链接|相关文章|相关阅读|相关新闻|^(?:Share this|Related)")
         .expect("static regex")
 });
+/// Text bytes of an info line (date, source): longer elements are not lines.
+const LINE_MAX: usize = 4096;
+/// Text bytes of one paragraph.
+const PARAGRAPH_MAX: usize = 64 * 1024;
+
 static JS_LINK: LazyLock<Selector> =
     LazyLock::new(|| Selector::parse("a[href^='javascript:']").expect("static selector"));
 const JUNK_NAMES: &[&str] = &[

@@ -169,14 +169,37 @@ pub fn element(html: &Html, id: NodeId) -> Option<ElementRef<'_>> {
     html.tree.get(id).and_then(ElementRef::wrap)
 }
 
-/// The deepest elements whose text satisfies `keep`: an element is dropped when one of
-/// its children also satisfies it.
-pub fn deepest<'a>(html: &'a Html, keep: impl Fn(ElementRef<'a>) -> bool) -> Vec<ElementRef<'a>> {
+/// Raw text length under every element, in one pass (children before parents).
+fn text_lengths(html: &Html) -> std::collections::HashMap<NodeId, usize> {
+    let mut len = std::collections::HashMap::new();
+    let nodes: Vec<_> = html.tree.root().descendants().collect();
+    for n in nodes.iter().rev() {
+        let own = n.value().as_text().map_or(0, |t| t.len());
+        let children: usize = n
+            .children()
+            .map(|c| len.get(&c.id()).copied().unwrap_or(0))
+            .sum();
+        len.insert(n.id(), own + children);
+    }
+    len
+}
+
+/// The deepest elements with at most `max_len` bytes of text whose text satisfies `keep`:
+/// an element is dropped when one of its children also satisfies it. The bound keeps a
+/// hostile page (thousands of nested wrappers around megabytes of text) linear: only
+/// short elements have their text read.
+pub fn deepest<'a>(
+    html: &'a Html,
+    max_len: usize,
+    keep: impl Fn(ElementRef<'a>) -> bool,
+) -> Vec<ElementRef<'a>> {
+    let lengths = text_lengths(html);
     let hits: Vec<ElementRef<'a>> = html
         .root_element()
         .descendants()
         .filter_map(ElementRef::wrap)
         .filter(|e| !matches!(e.value().name(), "script" | "style" | "head" | "title"))
+        .filter(|e| lengths.get(&e.id()).is_some_and(|l| *l <= max_len))
         .filter(|e| keep(*e))
         .collect();
     let parents: HashSet<NodeId> = hits
@@ -186,4 +209,14 @@ pub fn deepest<'a>(html: &'a Html, keep: impl Fn(ElementRef<'a>) -> bool) -> Vec
     hits.into_iter()
         .filter(|e| !parents.contains(&e.id()))
         .collect()
+}
+
+/// The nearest element holding both `a` and `b`.
+pub fn common_ancestor<'a>(a: ElementRef<'a>, b: ElementRef<'a>) -> Option<ElementRef<'a>> {
+    let above_b: HashSet<NodeId> = std::iter::once(b.id())
+        .chain(b.ancestors().map(|n| n.id()))
+        .collect();
+    std::iter::once(a)
+        .chain(a.ancestors().filter_map(ElementRef::wrap))
+        .find(|e| above_b.contains(&e.id()))
 }

@@ -115,17 +115,68 @@ pub fn is_furniture(el: ElementRef<'_>) -> bool {
     })
 }
 
+/// The registrable part of a host (`www.henan.gov.cn` and `news.henan.gov.cn` are one
+/// site); an IP address is its own site, port included.
+fn site_key(u: &Url) -> Option<String> {
+    match u.host()? {
+        url::Host::Domain(d) => {
+            let labels: Vec<&str> = d.trim_end_matches('.').split('.').collect();
+            let second = labels.len() >= 3 && {
+                let tail = labels[labels.len() - 2..].join(".");
+                matches!(
+                    tail.as_str(),
+                    "gov.cn"
+                        | "com.cn"
+                        | "edu.cn"
+                        | "org.cn"
+                        | "net.cn"
+                        | "ac.cn"
+                        | "co.uk"
+                        | "ac.uk"
+                        | "gov.uk"
+                        | "org.uk"
+                        | "co.jp"
+                        | "or.jp"
+                        | "go.jp"
+                        | "com.hk"
+                        | "gov.hk"
+                        | "com.tw"
+                        | "gov.tw"
+                        | "org.tw"
+                        | "com.au"
+                        | "gov.au"
+                        | "com.sg"
+                        | "gov.sg"
+                        | "co.kr"
+                        | "go.kr"
+                )
+            };
+            let keep = if second { 3 } else { 2 };
+            Some(labels[labels.len().saturating_sub(keep)..].join("."))
+        }
+        other => Some(format!(
+            "{other}:{}",
+            u.port_or_known_default().unwrap_or(0)
+        )),
+    }
+}
+
 fn same_site(a: &Url, b: &Url) -> bool {
-    let host = |u: &Url| {
-        u.host_str()
-            .map(|h| h.trim_start_matches("www.").to_owned())
-    };
-    host(a) == host(b) && a.port_or_known_default() == b.port_or_known_default()
+    site_key(a).is_some() && site_key(a) == site_key(b)
+}
+
+#[cfg(test)]
+pub fn same_site_for_test(a: &str, b: &str) -> bool {
+    match (Url::parse(a), Url::parse(b)) {
+        (Ok(a), Ok(b)) => same_site(&a, &b),
+        _ => false,
+    }
 }
 
 fn links<'a>(doc: &'a Document, page: &Url) -> Vec<Link<'a>> {
     let mut out = Vec::new();
-    for el in doc.html.select(&A_HREF) {
+    // Enough for any real list page; a bound for hostile ones.
+    for el in doc.html.select(&A_HREF).take(20_000) {
         let href = el.value().attr("href").unwrap_or_default().trim();
         if href.is_empty() || href.starts_with('#') || href.starts_with("javascript:") {
             continue;
@@ -241,6 +292,23 @@ fn lift<'a>(group: &[&'a Link<'a>]) -> Vec<ElementRef<'a>> {
     items
 }
 
+/// Each item's first link of the group, in one walk up from each link (not items x links:
+/// a hostile page may hold thousands of both).
+fn link_per_item<'a, 'b>(
+    items: &[ElementRef<'a>],
+    links: &[&'b Link<'a>],
+) -> HashMap<NodeId, &'b Link<'a>> {
+    let ids: HashSet<NodeId> = items.iter().map(|e| e.id()).collect();
+    let mut out = HashMap::new();
+    for l in links {
+        let up = std::iter::once(l.el.id()).chain(l.el.ancestors().map(|a| a.id()));
+        if let Some(item) = up.into_iter().find(|id| ids.contains(id)) {
+            out.entry(item).or_insert(*l);
+        }
+    }
+    out
+}
+
 fn is_date_only(text: &str) -> bool {
     let t = text.trim().trim_matches(['[', ']', '(', ')', '【', '】']);
     DATE.find(t).is_some_and(|m| m.as_str().trim() == t.trim())
@@ -291,11 +359,8 @@ pub fn analyze(doc: &Document, page: &Url) -> Result<ListFound, SuggestError> {
         let items = lift(group);
         let n = distinct.len() as f64;
         let title = group.iter().map(|l| title_score(&l.label)).sum::<f64>() / n;
-        let link_of = |item: &ElementRef<'_>| {
-            group
-                .iter()
-                .find(|l| l.el.ancestors().any(|a| a.id() == item.id()) || l.el.id() == item.id())
-        };
+        let first_link = link_per_item(&items, group);
+        let link_of = |item: &ElementRef<'_>| first_link.get(&item.id()).copied();
         let dated = items
             .iter()
             .filter(|i| {
@@ -347,15 +412,11 @@ fn build(doc: &Document, page: &Url, g: Group<'_>) -> Result<ListFound, SuggestE
         )
     })?;
     // Each item's article link.
+    let first_link = link_per_item(&g.items, &g.links);
     let pairs: Vec<(ElementRef<'_>, &Link<'_>)> = g
         .items
         .iter()
-        .filter_map(|i| {
-            g.links
-                .iter()
-                .find(|l| l.el.ancestors().any(|a| a.id() == i.id()) || l.el.id() == i.id())
-                .map(|l| (*i, *l))
-        })
+        .filter_map(|i| first_link.get(&i.id()).map(|l| (*i, *l)))
         .collect();
     let link_css = inner_selector(
         &pairs
@@ -681,7 +742,9 @@ fn numbered(doc: &Document, page: &Url) -> (Option<Rule>, Option<Url>) {
         .descendants()
         .filter_map(ElementRef::wrap)
     {
-        if cur.value().name() == "a" || normalize_text(cur.text()) != "1" {
+        // The current page's number is a leaf: checking that first keeps this linear.
+        let leaf = cur.children().all(|c| c.value().is_text());
+        if !leaf || cur.value().name() == "a" || normalize_text(cur.text()) != "1" {
             continue;
         }
         let Some(next) = cur.next_siblings().find_map(ElementRef::wrap) else {

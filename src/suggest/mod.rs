@@ -548,6 +548,21 @@ mod tests {
     }
 
     #[test]
+    fn subdomains_of_one_site_are_one_site() {
+        let same = list::same_site_for_test;
+        assert!(same(
+            "http://www.henan.gov.cn/a/",
+            "http://news.henan.gov.cn/b.html"
+        ));
+        assert!(same("https://blog.example.com/", "https://example.com/x"));
+        assert!(!same(
+            "http://www.henan.gov.cn/",
+            "http://www.hebei.gov.cn/"
+        ));
+        assert!(!same("http://127.0.0.1:8080/", "http://127.0.0.1:9090/"));
+    }
+
+    #[test]
     fn generated_names_are_not_stable() {
         for good in ["list", "news-item", "TRS_Editor", "h1"] {
             assert!(css::is_stable_name(good), "{good}");
