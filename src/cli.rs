@@ -207,7 +207,15 @@ pub async fn run(cli: Cli) -> Result<()> {
             json,
         } => {
             init_logging(LogFormat::Human);
-            extract_cmd(&page, url, timezone, encoding.as_deref(), site.as_deref(), json).await
+            extract_cmd(
+                &page,
+                url,
+                timezone,
+                encoding.as_deref(),
+                site.as_deref(),
+                json,
+            )
+            .await
         }
         Command::Check { files, selectors } => check_cmd(files, &selectors),
         Command::Suggest {
@@ -718,9 +726,11 @@ async fn extract_cmd(
     json: bool,
 ) -> Result<()> {
     let encoding = match encoding {
-        Some(l) => Some(encoding_rs::Encoding::for_label(l.trim().as_bytes()).ok_or_else(
-            || config_failure(format!("--encoding {l:?} is not a known encoding label")),
-        )?),
+        Some(l) => Some(
+            encoding_rs::Encoding::for_label(l.trim().as_bytes()).ok_or_else(|| {
+                config_failure(format!("--encoding {l:?} is not a known encoding label"))
+            })?,
+        ),
         None => None,
     };
     let site = site_file.map(load_site).transpose()?;
@@ -740,7 +750,8 @@ async fn extract_cmd(
     } else {
         let body = if source == "-" {
             let mut b = Vec::new();
-            std::io::Read::read_to_end(&mut std::io::stdin(), &mut b).context("cannot read stdin")?;
+            std::io::Read::read_to_end(&mut std::io::stdin(), &mut b)
+                .context("cannot read stdin")?;
             b
         } else {
             std::fs::read(source).with_context(|| format!("cannot read {source}"))?

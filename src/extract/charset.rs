@@ -293,11 +293,20 @@ mod tests {
         let (text, d) = decode_page(page.as_bytes(), None, None, Some(b"cn"));
         assert_eq!(
             (d.encoding, d.decided, d.declared),
-            (encoding_rs::UTF_8, Decided::Utf8OverLabel, Some(encoding_rs::GBK))
+            (
+                encoding_rs::UTF_8,
+                Decided::Utf8OverLabel,
+                Some(encoding_rs::GBK)
+            )
         );
         assert!(text.contains("河南日报"));
         assert!(d.warning().is_some_and(|w| w.contains("GBK")));
-        let (text, d) = decode_page(TEXT.as_bytes(), Some("text/html; charset=iso-8859-1"), None, None);
+        let (text, d) = decode_page(
+            TEXT.as_bytes(),
+            Some("text/html; charset=iso-8859-1"),
+            None,
+            None,
+        );
         assert_eq!(d.decided, Decided::Utf8OverLabel);
         assert!(text.contains("百舸竞进"));
         // A page cut inside its last character is still UTF-8.
@@ -323,7 +332,12 @@ mod tests {
         );
         assert!(text.contains("河南日报"));
         assert!(d.warning().is_some_and(|w| w.contains("detected")));
-        let (_, d) = decode_page(&gbk(TEXT), Some("text/html; charset=utf-8"), None, Some(b"cn"));
+        let (_, d) = decode_page(
+            &gbk(TEXT),
+            Some("text/html; charset=utf-8"),
+            None,
+            Some(b"cn"),
+        );
         assert_eq!(d.encoding, encoding_rs::GBK);
     }
 

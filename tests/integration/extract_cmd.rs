@@ -35,7 +35,12 @@ fn seed_page_without_selectors_gives_all_five_fields_with_their_evidence() {
     assert_eq!(v["via"]["source"], "meta:contentsource");
     assert_eq!(v["via"]["content"], "density");
     let content = v["content"].as_str().unwrap();
-    assert!(content.starts_with("<p><img src=\"http://www.example.gov.cn/gzdt/202005/W020200512083114.png\""), "{content}");
+    assert!(
+        content.starts_with(
+            "<p><img src=\"http://www.example.gov.cn/gzdt/202005/W020200512083114.png\""
+        ),
+        "{content}"
+    );
     for junk in ["打印本页", "相关链接", "分享到", "<script", "隐藏的推广"] {
         assert!(!content.contains(junk), "{junk}");
     }
@@ -48,8 +53,14 @@ fn seed_page_without_selectors_gives_all_five_fields_with_their_evidence() {
     let out = run(&["extract", file.to_str().unwrap()]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let shown = text(&out.stdout);
-    assert!(shown.contains(&format!("title     {TITLE}  [h1]")), "{shown}");
-    assert!(shown.contains("source    河南日报  [meta:contentsource]"), "{shown}");
+    assert!(
+        shown.contains(&format!("title     {TITLE}  [h1]")),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("source    河南日报  [meta:contentsource]"),
+        "{shown}"
+    );
 }
 
 #[test]
@@ -64,7 +75,12 @@ fn stdin_page_with_a_zone_and_a_lying_label() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    child.stdin.take().unwrap().write_all(page.as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(page.as_bytes())
+        .unwrap();
     let v = json(&child.wait_with_output().unwrap());
     assert_eq!(v["published"], "2024-03-05T10:00:00+01:00");
     assert!(v["text"].as_str().unwrap().contains("é à ù"));
@@ -103,4 +119,48 @@ async fn fetched_gbk_page_and_selector_rules_first() {
     }
     assert_eq!(ruled["title"], auto["title"]);
     assert_eq!(ruled["published"], auto["published"]);
+}
+
+#[test]
+fn site_rules_that_miss_are_filled_automatically() {
+    let tmp = crate::support::TempDir::new("extract-fill");
+    let selectors = tmp.join("partial.toml");
+    std::fs::write(
+        &selectors,
+        r#"title = "partial"
+start = ["http://127.0.0.1:8181/utf8/gzdt/index.html"]
+schedule = "*/30 * * * *"
+timezone = "Asia/Shanghai"
+
+[list]
+item = "div.list li"
+link = "a"
+
+[article]
+title = "div.article h1"
+source = "div.no-such-thing"
+"#,
+    )
+    .unwrap();
+    let file = root().join(SEED);
+    let v = json(&run(&[
+        "extract",
+        file.to_str().unwrap(),
+        "--url",
+        "http://www.example.gov.cn/gzdt/202005/t20200512_1874321.html",
+        "--site",
+        selectors.to_str().unwrap(),
+        "--json",
+    ]));
+    assert_eq!(v["via"]["title"], "selector");
+    assert_eq!(v["title"], TITLE);
+    // No date or body rule, a source rule that matches nothing: automatic values.
+    assert_eq!(v["via"]["published"], "text:时间");
+    assert_eq!(v["published"], "2020-05-12T00:00:00+08:00");
+    assert_eq!(v["via"]["content"], "density");
+    assert!(v["content"].as_str().unwrap().contains("春潮涌动"));
+    assert_eq!(v["source"], "河南日报");
+    assert_eq!(v["via"]["source"], "meta:contentsource");
+    let warnings = v["warnings"].to_string();
+    assert!(warnings.contains("div.no-such-thing"), "{warnings}");
 }

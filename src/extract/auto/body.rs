@@ -120,7 +120,8 @@ struct Frame {
 /// What one paragraph's own text is worth: punctuation and length, no links.
 fn paragraph_score(own: &Counts) -> f64 {
     let plain = own.chars.saturating_sub(own.link_chars);
-    if plain < 10 || own.link_density() > 0.5 {
+    // A teaser's date under its link is not a paragraph: prose has punctuation or length.
+    if plain < 10 || own.link_density() > 0.5 || own.punct == 0 && plain < 30 {
         return 0.0;
     }
     1.0 + f64::from(own.punct.min(30)) + (f64::from(plain) / 40.0).min(6.0)
@@ -323,6 +324,13 @@ pub fn choose(html: &Html, a: &Analysis) -> Option<Body> {
             *scores.entry(t).or_default() += score * w;
         }
     }
+    let comment_class: std::cell::RefCell<HashMap<NodeId, bool>> = Default::default();
+    let is_comment = |el: ElementRef<'_>| -> bool {
+        *comment_class
+            .borrow_mut()
+            .entry(el.id())
+            .or_insert_with(|| COMMENTS.is_match(&class_and_id(el)))
+    };
     let final_score = |id: NodeId, raw: f64| -> f64 {
         let Some(el) = element(html, id) else {
             return f64::MIN;
@@ -334,7 +342,15 @@ pub fn choose(html: &Html, a: &Analysis) -> Option<Body> {
             "body" | "html" => -20.0,
             _ => 0.0,
         };
-        (raw + class_weight(el) + tag_bias) * (1.0 - ld)
+        // Reader comments are prose with punctuation too; inside a comment thread
+        // nothing is the article.
+        let in_comments = el
+            .ancestors()
+            .take(8)
+            .filter_map(ElementRef::wrap)
+            .any(is_comment);
+        let damp = if in_comments { 0.2 } else { 1.0 };
+        (raw + class_weight(el) + tag_bias) * (1.0 - ld) * damp
     };
     let (top, top_score) = scores
         .iter()
@@ -406,8 +422,13 @@ pub fn choose(html: &Html, a: &Analysis) -> Option<Body> {
     })
 }
 
+static COMMENTS: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)(^|[-_ ])comments?([-_ ]|$)|comment-?list|commentlist|disqus|respond|replies")
+        .expect("static regex")
+});
+
 /// How much more paragraph text an ancestor must hold to replace the chosen container.
-const GROW: f64 = 1.3;
+const GROW: f64 = 2.0;
 /// ... and at least this much more (a few paragraphs, not a byline or a date line).
 const GROW_MIN: f64 = 30.0;
 
@@ -423,9 +444,8 @@ static BYLINE_CLASS: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"(?i)byline|author|dateline|(^|[-_ ])meta([-_ ]|$)|(^|[-_ ])date|timestamp|publish")
         .expect("static regex")
 });
-static BYLINE_TEXT: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"^\s*(?i:by|von|par|por|door)\s+\p{Lu}").expect("static regex")
-});
+static BYLINE_TEXT: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^\s*(?i:by|von|par|por|door)\s+\p{Lu}").expect("static regex"));
 static INFO_LINE: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"(来源|作者|责任编辑|编辑|发布时间|时间|日期|浏览次数|点击数|记者)\s*[:：]")
         .expect("static regex")
@@ -468,7 +488,9 @@ pub fn prune(html: &Html, a: &Analysis, body: &mut Body, title: Option<NodeId>, 
                     || st.full.chars < 80 && BYLINE_CLASS.is_match(&names)
                     || st.full.chars < 60 && BYLINE_TEXT.is_match(text)
                     || st.full.chars < 40 && CHROME_TEXT.is_match(text)
-                    || st.full.chars < 120 && INFO_LINE.is_match(text) && !st.paragraph_like_long()
+                    || st.full.chars < 120
+                        && INFO_LINE.is_match(text)
+                        && !st.paragraph_like_long()
                     || name != "a"
                         && st.full.links >= 2
                         && st.full.link_density() > 0.6

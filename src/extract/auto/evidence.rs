@@ -143,8 +143,12 @@ impl JsonLd {
         let mut best: Option<(usize, Value)> = None;
         for script in html.select(&JSON_LD) {
             let text: String = script.text().collect();
-            // Hostile or broken JSON is common (trailing commas, CMS comments): skip it.
+            // Broken JSON is common (single quotes, trailing commas): read the plain
+            // string fields of an article block by pattern instead.
             let Ok(value) = serde_json::from_str::<Value>(text.trim()) else {
+                if best.is_none() && text.contains("Article") {
+                    best = Some((1, lenient(&text)));
+                }
                 continue;
             };
             let mut nodes = Vec::new();
@@ -179,14 +183,37 @@ impl JsonLd {
     }
 }
 
+/// The string fields of a JSON-LD block serde could not parse, as a JSON object.
+fn lenient(text: &str) -> Value {
+    static FIELD: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(
+            r#""(headline|datePublished|dateCreated|articleBody)"\s*:\s*"((?:[^"\\]|\\.)*)""#,
+        )
+        .expect("static regex")
+    });
+    static NAMED: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(r#""(author|publisher)"\s*:\s*\{[^{}]*?"name"\s*:\s*"((?:[^"\\]|\\.)*)""#)
+            .expect("static regex")
+    });
+    let mut map = serde_json::Map::new();
+    for c in FIELD.captures_iter(text).chain(NAMED.captures_iter(text)) {
+        let value = serde_json::from_str::<String>(&format!("\"{}\"", &c[2]))
+            .unwrap_or_else(|_| c[2].to_owned());
+        let value = match &c[1] {
+            "author" | "publisher" => serde_json::json!({ "name": value }),
+            _ => Value::String(value),
+        };
+        map.entry(c[1].to_owned()).or_insert(value);
+    }
+    Value::Object(map)
+}
+
 fn collect_nodes<'a>(v: &'a Value, out: &mut Vec<&'a Value>, depth: usize) {
     if depth > 4 {
         return;
     }
     match v {
-        Value::Array(items) => items
-            .iter()
-            .for_each(|i| collect_nodes(i, out, depth + 1)),
+        Value::Array(items) => items.iter().for_each(|i| collect_nodes(i, out, depth + 1)),
         Value::Object(map) => {
             out.push(v);
             if let Some(graph) = map.get("@graph") {
@@ -255,10 +282,12 @@ pub fn time_element(html: &Html) -> Option<String> {
 const LABELS: &str = "来源|稿源|文章来源|信息来源|出处|发布时间|发表时间|更新时间|发布日期|时间|日期|作者|记者|编辑|责任编辑|责编|审核|浏览次数|点击数|阅读|字号|分享";
 
 static SOURCE_LINE: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?:来源|稿源|出处)\s*[:：]\s*([^\s|｜:：【】\[\]()（）]{2,40})").expect("static regex")
+    Regex::new(r"(?:来源|稿源|出处)\s*[:：]\s*([^\s|｜:：【】\[\]()（）]{2,40})")
+        .expect("static regex")
 });
 static AUTHOR_LINE: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?:作者|记者|撰稿)\s*[:：]\s*([^\s|｜:：【】\[\]()（）]{2,30})").expect("static regex")
+    Regex::new(r"(?:作者|记者|撰稿)\s*[:：]\s*([^\s|｜:：【】\[\]()（）]{2,30})")
+        .expect("static regex")
 });
 static DATE_LABEL: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"(?:发布时间|发表时间|发布日期|时间|日期|Published|Posted)\s*[:：]?\s*")
@@ -315,11 +344,22 @@ pub fn source_by_date(window: &str) -> Option<String> {
     static TIME: LazyLock<Regex> =
         LazyLock::new(|| Regex::new(r"\d{1,2}:\d{2}(:\d{2})?").expect("static regex"));
     const NOISE: &[&str] = &[
-        "原创", "转载", "分享", "评论", "举报", "关注", "字号", "优质原创作者", "收藏", "打印",
+        "原创",
+        "转载",
+        "分享",
+        "评论",
+        "举报",
+        "关注",
+        "字号",
+        "优质原创作者",
+        "收藏",
+        "打印",
     ];
     let m = DATE_TEXT.find(window)?;
     let line_start = window[..m.start()].rfind('\n').map_or(0, |i| i + 1);
-    let line_end = window[m.end()..].find('\n').map_or(window.len(), |i| m.end() + i);
+    let line_end = window[m.end()..]
+        .find('\n')
+        .map_or(window.len(), |i| m.end() + i);
     let line = &window[line_start..line_end];
     if line.chars().count() > 80 || line.contains(['：', ':']) && LABEL_CUT.is_match(line) {
         return None;
@@ -334,17 +374,40 @@ pub fn source_by_date(window: &str) -> Option<String> {
             (2..=20).contains(&n)
                 && !NOISE.contains(t)
                 && !t.chars().all(|c| c.is_ascii_digit())
-                && !t.chars().any(|c| c.is_ascii_digit()) 
+                && !t.chars().any(|c| c.is_ascii_digit())
         })
         .map(str::to_owned)
+}
+
+/// `05/10/2018` or `05.10.2018` as `2018-10-05` (day first) or, for US English, month
+/// first: the order only the page's language tells.
+pub fn numeric_date_in(window: &str, month_first: bool) -> Option<String> {
+    static DMY: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(r"(?:^|[^\d/.])(\d{1,2})[/.](\d{1,2})[/.]((?:19|20)\d{2})(?:[^\d/.]|$)")
+            .expect("static regex")
+    });
+    let c = DMY.captures(window)?;
+    let (a, b): (u32, u32) = (c[1].parse().ok()?, c[2].parse().ok()?);
+    let (d, m) = if month_first { (b, a) } else { (a, b) };
+    ((1..=12).contains(&m) && (1..=31).contains(&d)).then(|| format!("{}-{m:02}-{d:02}", &c[3]))
+}
+
+/// `[엔터미디어=정덕현 기자]`: Korean news open with `[outlet=reporter]`.
+pub fn korean_outlet_in(text: &str) -> Option<String> {
+    static OUTLET: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(r"\[\s*([\p{Hangul}A-Za-z0-9 ]{2,20}?)\s*=").expect("static regex")
+    });
+    Some(OUTLET.captures(text)?[1].trim().to_owned())
 }
 
 /// The first labelled date anywhere in `text` (CMSes also print it under the body).
 pub fn labelled_date_in(text: &str) -> Option<&str> {
     DATE_LABEL.find_iter(text).find_map(|label| {
         let rest = &text[label.end()..];
+        // Only a date right after the label; looking further would rescan the page
+        // once per label.
         DATE_TEXT
-            .find(rest)
+            .find(cut(rest, 40))
             .filter(|m| m.start() == 0)
             .map(|_| cut(rest, 40))
     })
@@ -355,8 +418,10 @@ pub fn labelled_date_in(text: &str) -> Option<&str> {
 pub fn date_in(window: &str) -> Option<(&str, bool)> {
     let labelled = DATE_LABEL.find_iter(window).find_map(|label| {
         let rest = &window[label.end()..];
+        // Only a date right after the label; looking further would rescan the page
+        // once per label.
         DATE_TEXT
-            .find(rest)
+            .find(cut(rest, 40))
             .filter(|m| m.start() == 0)
             .map(|_| rest)
     });
@@ -393,7 +458,8 @@ pub fn byline(html: &Html) -> Option<String> {
 }
 
 static BY: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)^(?:written\s+)?(?:by|von|par|por|di|door|av|af|przez|от)\s+").expect("static regex")
+    Regex::new(r"(?i)^(?:written\s+)?(?:by|von|par|por|di|door|av|af|przez|от)\s+")
+        .expect("static regex")
 });
 
 pub fn clean_byline(raw: &str) -> Option<String> {
@@ -447,18 +513,34 @@ mod tests {
         let line = "来源：河南日报 作者：张三 时间：2020-05-12";
         assert_eq!(source_in(line).as_deref(), Some("河南日报"));
         assert_eq!(author_in(line).as_deref(), Some("张三"));
-        assert_eq!(source_in("来源:河南日报时间:2020").as_deref(), Some("河南日报"));
-        assert_eq!(source_in("文章来源：\u{3000}新华网").as_deref(), Some("新华网"));
+        assert_eq!(
+            source_in("来源:河南日报时间:2020").as_deref(),
+            Some("河南日报")
+        );
+        assert_eq!(
+            source_in("文章来源：\u{3000}新华网").as_deref(),
+            Some("新华网")
+        );
         assert_eq!(date_in(line).map(|d| d.1), Some(true));
-        assert!(date_in("发布时间：2020年5月12日 08:30 来源").is_some_and(|d| d.0.starts_with("2020年")));
+        assert!(date_in("发布时间：2020年5月12日 08:30 来源")
+            .is_some_and(|d| d.0.starts_with("2020年")));
     }
 
     #[test]
     fn url_dates() {
         let d = |u: &str| url_date(&Url::parse(u).unwrap());
-        assert_eq!(d("http://a.cn/gzdt/202005/t20200512_1.html").as_deref(), Some("2020-05-12"));
-        assert_eq!(d("https://x.com/2021/3/9/story").as_deref(), Some("2021-03-09"));
-        assert_eq!(d("https://x.com/news/20190102/abc.html").as_deref(), Some("2019-01-02"));
+        assert_eq!(
+            d("http://a.cn/gzdt/202005/t20200512_1.html").as_deref(),
+            Some("2020-05-12")
+        );
+        assert_eq!(
+            d("https://x.com/2021/3/9/story").as_deref(),
+            Some("2021-03-09")
+        );
+        assert_eq!(
+            d("https://x.com/news/20190102/abc.html").as_deref(),
+            Some("2019-01-02")
+        );
         assert_eq!(d("https://x.com/news/123456789/").as_deref(), None);
     }
 

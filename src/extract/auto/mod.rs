@@ -90,7 +90,7 @@ pub fn extract(doc: &Document, hints: Hints<'_>) -> AutoArticle {
         window,
         after_title,
     };
-    let (published, via) = find_date(&metas, &ld, html, texts, hints, &mut out);
+    let (published, via) = find_date(&metas, &ld, html, texts, lang.as_deref(), hints, &mut out);
     out.published = published;
     if let Some(v) = via {
         out.via.insert("published", v);
@@ -100,11 +100,17 @@ pub fn extract(doc: &Document, hints: Hints<'_>) -> AutoArticle {
     let site = site_name(&metas, &ld, &title_segments(&raw_title(html)));
     let mut sources: Vec<(Option<String>, &str)> = vec![
         (
-            metas.first(evidence::SOURCE_METAS).map(|(_, v)| v.to_owned()),
+            metas
+                .first(evidence::SOURCE_METAS)
+                .map(|(_, v)| v.to_owned()),
             "meta",
         ),
         (evidence::source_in(window), "text:来源"),
     ];
+    if lang.as_deref().is_some_and(|l| l.starts_with("ko")) {
+        let start = &analysis.flat[..ceil(&analysis.flat, window.len() + 3000)];
+        sources.push((evidence::korean_outlet_in(start), "text:[outlet=]"));
+    }
     if chinese {
         let title_end = title_node
             .and_then(|t| analysis.stats.get(&t))
@@ -177,8 +183,8 @@ pub fn extract(doc: &Document, hints: Hints<'_>) -> AutoArticle {
             .map(|(n, v)| (v.to_owned(), format!("meta:{n}")))
             .or_else(|| ld.images.first().map(|i| (i.clone(), "json-ld".to_owned())));
         if let Some((src, via)) = og {
-            if let Some(abs) = sanitize::absolute(&doc.base, &src, true)
-                .filter(|s| !s.starts_with("data:"))
+            if let Some(abs) =
+                sanitize::absolute(&doc.base, &src, true).filter(|s| !s.starts_with("data:"))
             {
                 out.images.push(abs);
                 out.via.insert("images", via);
@@ -220,7 +226,8 @@ fn raw_title(html: &scraper::Html) -> String {
 }
 
 /// The site's name: og:site_name, the JSON-LD publisher and the `<title>` suffix vote
-/// (spelling aside: `TheHill`, `The Hill`); the most agreed spelling wins.
+/// (spelling aside: `TheHill`, `The Hill`); the most agreed name wins, in its most
+/// readable spelling.
 fn site_name(
     metas: &evidence::Metas,
     ld: &evidence::JsonLd,
@@ -235,7 +242,11 @@ fn site_name(
     }
     if segments.len() > 1 {
         let last = &segments[segments.len() - 1];
-        let longest = segments.iter().map(|s| s.chars().count()).max().unwrap_or(0);
+        let longest = segments
+            .iter()
+            .map(|s| s.chars().count())
+            .max()
+            .unwrap_or(0);
         if last.chars().count() < longest {
             candidates.push((last.clone(), "title-suffix".to_owned()));
         }
@@ -252,18 +263,19 @@ fn site_name(
             .iter()
             .filter(|o| !k.is_empty() && (key(&o.0).contains(&k) || k.contains(&key(&o.0))))
             .count();
-        let exact = candidates.iter().filter(|o| o.0 == c.0).count();
+        // Among spellings of one name, the one with words and a capital reads best.
+        let words = c.0.split_whitespace().count();
         let capital = c.0.chars().next().is_some_and(char::is_uppercase);
-        (agree, exact, capital)
+        (agree, words, capital)
     };
-    let mut best: Option<(&(String, String), (usize, usize, bool))> = None;
+    // The first of equals wins (og:site_name, then JSON-LD, then the title suffix).
+    let mut best: Option<&(String, String)> = None;
     for c in &candidates {
-        let v = votes(c);
-        if best.as_ref().is_none_or(|(_, bv)| v > *bv) {
-            best = Some((c, v));
+        if best.is_none_or(|b| votes(c) > votes(b)) {
+            best = Some(c);
         }
     }
-    best.map(|(c, _)| c.clone())
+    best.cloned()
 }
 
 static SOURCE_CLASS: std::sync::LazyLock<Selector> = std::sync::LazyLock::new(|| {
@@ -287,7 +299,9 @@ fn source_element(
         }
         let first = el.text().map(str::trim).find(|t| !t.is_empty())?;
         let first = first
-            .trim_start_matches(|c: char| "来源稿源出处文章信息：:".contains(c) || c.is_whitespace())
+            .trim_start_matches(|c: char| {
+                "来源稿源出处文章信息：:".contains(c) || c.is_whitespace()
+            })
             .trim();
         let n = first.chars().count();
         ((2..=30).contains(&n) && !first.chars().any(|c| c.is_ascii_digit()))
@@ -296,7 +310,9 @@ fn source_element(
 }
 
 /// Separators between an article title and the site or section name in `<title>`.
-const TITLE_SEPARATORS: &[&str] = &[" | ", " - ", " – ", " — ", "_", "｜", "丨", " :: ", " · ", "--"];
+const TITLE_SEPARATORS: &[&str] = &[
+    " | ", " - ", " – ", " — ", "_", "｜", "丨", " :: ", " · ", "--",
+];
 
 /// `<title>` split at site-name separators.
 fn title_segments(raw: &str) -> Vec<String> {
@@ -321,7 +337,10 @@ fn strip_site_suffix(title: &str, segments: &[String]) -> String {
     }
     let site = &segments[segments.len() - 1];
     for sep in TITLE_SEPARATORS {
-        if let Some(head) = title.strip_suffix(site.as_str()).and_then(|h| h.strip_suffix(sep)) {
+        if let Some(head) = title
+            .strip_suffix(site.as_str())
+            .and_then(|h| h.strip_suffix(sep))
+        {
             if !head.trim().is_empty() {
                 return head.trim().to_owned();
             }
@@ -351,7 +370,7 @@ fn overlap(candidate: &str, reference: &[(char, char)]) -> (usize, f64) {
 
 static TITLE_CANDIDATES: std::sync::LazyLock<Selector> = std::sync::LazyLock::new(|| {
     Selector::parse(
-        "h1, h2, h3, h4, [class*=title i], [id*=title i], [class*=headline i], [itemprop=headline]",
+        "h1, h2, h3, h4, [class*=title i], [id*=title i], [class*=headline i], [itemprop=headline], [class*=titulo i], [class*=titre i], [class*=titel i]",
     )
     .expect("static selector")
 });
@@ -384,6 +403,9 @@ fn find_title(
         .cloned()
         .unwrap_or_default();
 
+    let main_bigrams = declared
+        .first()
+        .map_or_else(|| bigrams(&main_segment).len(), |(d, _)| bigrams(d).len());
     let mut best: Option<(isize, ElementRef<'_>, String)> = None;
     if !reference.is_empty() {
         for el in html.select(&TITLE_CANDIDATES) {
@@ -395,19 +417,18 @@ fn find_title(
             }
             let text = normalize_text(el.text());
             // The site's name (a logo heading) also appears in <title>: not the headline.
-            if segments.len() > 1 && segments.iter().any(|s| *s == text) && text != main_segment
-            {
+            if segments.len() > 1 && segments.contains(&text) && text != main_segment {
                 continue;
             }
             let (hits, share) = overlap(&text, &reference);
-            if share < 0.6 || hits < 2 {
+            // A word of the title ("Фото", a section name) is not the headline.
+            if share < 0.6 || hits < 2 || hits * 4 < main_bigrams {
                 continue;
             }
             // Words the metadata does not have (a byline, "Share") cost more than
             // matched ones earn: the bare headline beats its wrapper.
             let extra = bigrams(&text).len() - hits;
-            let score = hits as isize - 2 * extra as isize
-                + isize::from(el.value().name() == "h1");
+            let score = hits as isize - 2 * extra as isize + isize::from(el.value().name() == "h1");
             if best.as_ref().is_none_or(|(h, _, _)| score > *h) {
                 best = Some((score, el, text));
             }
@@ -434,7 +455,10 @@ fn find_title(
 fn info_window(a: &body::Analysis, title: Option<NodeId>) -> &str {
     let flat = &a.flat;
     let (start, end) = match title.and_then(|t| a.stats.get(&t)) {
-        Some(st) => (floor(flat, st.start.saturating_sub(150)), ceil(flat, st.end + 600)),
+        Some(st) => (
+            floor(flat, st.start.saturating_sub(150)),
+            ceil(flat, st.end + 600),
+        ),
         None => (0, ceil(flat, 1500)),
     };
     &flat[start..end]
@@ -473,6 +497,7 @@ fn find_date(
     ld: &evidence::JsonLd,
     html: &scraper::Html,
     texts: Texts<'_>,
+    lang: Option<&str>,
     hints: Hints<'_>,
     out: &mut AutoArticle,
 ) -> (Option<PageDate>, Option<String>) {
@@ -497,6 +522,15 @@ fn find_date(
                 candidates.push((t.to_owned(), "text".to_owned()));
             }
         }
+    }
+    // 05/10/2018 is May in the US, October elsewhere: a page without a language on a
+    // country domain is read day first.
+    let month_first = match lang {
+        Some(l) => l == "en" || l == "en-us",
+        None => out.zone.as_ref().is_none_or(|z| !z.1.starts_with("domain")),
+    };
+    if let Some(d) = evidence::numeric_date_in(window, month_first) {
+        candidates.push((d, "text:d/m/y".to_owned()));
     }
     let url_date = evidence::url_date(hints.url);
     let updated = metas.first(evidence::UPDATE_METAS);
@@ -643,7 +677,10 @@ fn implied_zone(lang: Option<&str>, url: &Url, a: &body::Analysis) -> Option<(Tz
             }
         }
     }
-    let tld = url.host_str().and_then(|h| h.rsplit('.').next()).unwrap_or("");
+    let tld = url
+        .host_str()
+        .and_then(|h| h.rsplit('.').next())
+        .unwrap_or("");
     if let Some((_, tz)) = BY_TLD.iter().find(|(t, _)| *t == tld) {
         return Some((*tz, format!("domain .{tld}")));
     }

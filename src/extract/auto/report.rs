@@ -82,16 +82,41 @@ pub fn run(page: &Page, opts: ExtractOptions<'_>) -> Report {
             ..ListEntry::default()
         };
         let mut item = extract_article(page, site, rules, &entry, opts.now);
+        // A field whose rule is absent or matched nothing is automatic, even where
+        // extract_article found a meta fallback: one source of truth per field.
+        let missed = |key: &str| item.warnings.iter().any(|w| w.starts_with(key));
+        let ruled = [
+            rules.title.is_some() && !missed("article.title:"),
+            rules.date.is_some() && !missed("article.date:"),
+            rules.source.is_some() && !missed("article.source:"),
+            rules.body.is_some() && !missed("article.body:"),
+            // Without an images rule, the selected body's pictures are the images.
+            if rules.images.is_some() {
+                !missed("article.images:")
+            } else {
+                rules.body.is_some() && !missed("article.body:") && !item.images.is_empty()
+            },
+        ];
+        if !ruled[0] {
+            item.title = None;
+        }
+        if !ruled[1] {
+            item.published = None;
+            item.date_only = false;
+        }
+        if !ruled[2] {
+            item.source = None;
+        }
+        if !ruled[3] {
+            item.content = None;
+        }
         let before = item.clone();
         let filled = fill(&mut item, rules, &auto);
-        for (field, had_rule, present) in [
-            ("title", rules.title.is_some(), before.title.is_some()),
-            ("published", rules.date.is_some(), before.published.is_some()),
-            ("source", rules.source.is_some(), before.source.is_some()),
-            ("content", rules.body.is_some(), before.content.is_some()),
-            ("images", rules.images.is_some(), !before.images.is_empty()),
-        ] {
-            if had_rule && present && !filled.contains(&field) {
+        for (field, by_rule) in ["title", "published", "source", "content", "images"]
+            .into_iter()
+            .zip(ruled)
+        {
+            if by_rule && !filled.contains(&field) {
                 via.insert(field.to_owned(), "selector".to_owned());
             }
         }
@@ -166,8 +191,16 @@ impl Report {
             }
         });
         line("published", &date, "published");
-        line("source", self.source.as_deref().unwrap_or("(none)"), "source");
-        line("author", self.author.as_deref().unwrap_or("(none)"), "author");
+        line(
+            "source",
+            self.source.as_deref().unwrap_or("(none)"),
+            "source",
+        );
+        line(
+            "author",
+            self.author.as_deref().unwrap_or("(none)"),
+            "author",
+        );
         line("images", &self.images.len().to_string(), "images");
         for i in &self.images {
             line("", i, "");

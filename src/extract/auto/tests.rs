@@ -42,7 +42,14 @@ fn seed_page_gives_every_field() {
     assert_eq!(a.via["source"], "meta:contentsource");
     let content = a.content.unwrap();
     assert!(content.contains("春潮涌动 争创模范机关"), "{content}");
-    for junk in ["打印本页", "相关链接", "分享到", "时间:2020", "隐藏的推广", "广告"] {
+    for junk in [
+        "打印本页",
+        "相关链接",
+        "分享到",
+        "时间:2020",
+        "隐藏的推广",
+        "广告",
+    ] {
         assert!(!content.contains(junk), "{junk} in {content}");
         assert!(!a.text.contains(junk), "{junk} in {}", a.text);
     }
@@ -81,7 +88,10 @@ const ENGLISH: &str = r#"<!doctype html><html lang="en"><head>
 #[test]
 fn english_page_with_json_ld() {
     let a = run_on(ENGLISH, "https://news.example.com/2024/03/05/rates", None);
-    assert_eq!(a.title.as_deref(), Some("Rates held steady as inflation cools"));
+    assert_eq!(
+        a.title.as_deref(),
+        Some("Rates held steady as inflation cools")
+    );
     assert_eq!(
         a.published.unwrap().at.to_rfc3339(),
         "2024-03-05T14:30:00-05:00"
@@ -103,12 +113,25 @@ fn naive_dates_follow_the_zone_and_warn_without_one() {
     let page = "<html><body><h1>Une histoire</h1><p>Publié le 2024-03-05 10:00</p>
         <div><p>Un long paragraphe de texte, avec des virgules, et des phrases. Encore une phrase ici.</p></div></body></html>";
     let a = run_on(page, "https://example.org/x", None);
-    assert_eq!(a.published.unwrap().at.to_rfc3339(), "2024-03-05T10:00:00+00:00");
-    assert!(a.warnings.iter().any(|w| w.contains("UTC")), "{:?}", a.warnings);
+    assert_eq!(
+        a.published.unwrap().at.to_rfc3339(),
+        "2024-03-05T10:00:00+00:00"
+    );
+    assert!(
+        a.warnings.iter().any(|w| w.contains("UTC")),
+        "{:?}",
+        a.warnings
+    );
     let a = run_on(page, "https://example.fr/x", None);
-    assert_eq!(a.published.unwrap().at.to_rfc3339(), "2024-03-05T10:00:00+01:00");
+    assert_eq!(
+        a.published.unwrap().at.to_rfc3339(),
+        "2024-03-05T10:00:00+01:00"
+    );
     let a = run_on(page, "https://example.org/x", Some(chrono_tz::Asia::Tokyo));
-    assert_eq!(a.published.unwrap().at.to_rfc3339(), "2024-03-05T10:00:00+09:00");
+    assert_eq!(
+        a.published.unwrap().at.to_rfc3339(),
+        "2024-03-05T10:00:00+09:00"
+    );
 }
 
 #[test]
@@ -116,8 +139,15 @@ fn day_only_meta_takes_the_time_from_the_info_line() {
     let page = r#"<html><head><meta name="PubDate" content="2020-05-12"></head><body>
         <h1>标题</h1><div class="info">发布时间：2020-05-12 08:30 来源：新华社 作者：张三</div>
         <div id="zoom"><p>正文第一段，内容很长很长，有逗号。还有句号。再来一句话，足够长了。</p></div></body></html>"#;
-    let a = run_on(page, "http://www.example.gov.cn/a/202005/t20200512_1.html", None);
-    assert_eq!(a.published.unwrap().at.to_rfc3339(), "2020-05-12T08:30:00+08:00");
+    let a = run_on(
+        page,
+        "http://www.example.gov.cn/a/202005/t20200512_1.html",
+        None,
+    );
+    assert_eq!(
+        a.published.unwrap().at.to_rfc3339(),
+        "2020-05-12T08:30:00+08:00"
+    );
     assert_eq!(a.via["published"], "meta:pubdate+text:时间");
     assert_eq!(a.source.as_deref(), Some("新华社"));
     assert_eq!(a.author.as_deref(), Some("张三"));
