@@ -25,7 +25,8 @@ mod upstream;
 #[path = "integration/auto_score.rs"]
 mod auto_score;
 
-#[path = "integration/suggest.rs"]
-mod suggest;
 #[path = "integration/extract_cmd.rs"]
 mod extract_cmd;
+
+#[path = "integration/suggest.rs"]
+mod suggest;
