@@ -29,6 +29,9 @@ pub struct ListFound {
     pub next: Option<Rule>,
     pub next_url: Option<Url>,
     pub max_pages: u32,
+    /// Further list pages to start from when the pager has no followable "next" link
+    /// (a script-written TRS pager, numbered links only), with why.
+    pub more_starts: Option<(Vec<Url>, String)>,
     /// Article URLs in page order, with the list's title for each.
     pub articles: Vec<(Url, String)>,
     /// Things the operator may want to look at.
@@ -496,8 +499,18 @@ fn build(doc: &Document, page: &Url, g: Group<'_>) -> Result<ListFound, SuggestE
         title,
         date,
         max_pages: if next.is_some() { 3 } else { 1 },
+        more_starts: if next.is_none() {
+            numbered_pages(doc, page)
+        } else {
+            None
+        },
+        next_url: next_url.or_else(|| {
+            next.is_none()
+                .then(|| numbered_pages(doc, page))
+                .flatten()
+                .and_then(|(u, _)| u.into_iter().next())
+        }),
         next,
-        next_url,
         articles,
         unsure,
     })
@@ -719,6 +732,56 @@ fn next_rule(doc: &Document, page: &Url) -> (Option<Rule>, Option<Url>) {
     }
     numbered(doc, page)
 }
+
+static PAGER_SCRIPT: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r#"createPageHTML\(\s*['"]?(\d+)['"]?\s*,\s*['"]?(\d+)['"]?\s*,\s*['"]([\w-]+)['"]\s*,\s*['"](\w+)['"]"#)
+        .expect("static regex")
+});
+
+/// Pages 2 and 3 of a pager that no CSS rule can follow: TRS's script-written
+/// `createPageHTML(total, current, "index", "html")`, or links to `index_1.html` /
+/// `index_2.html` beside the current page. They become extra `start` URLs.
+fn numbered_pages(doc: &Document, page: &Url) -> Option<(Vec<Url>, String)> {
+    let html_text = doc.html.root_element().html();
+    if let Some(c) = PAGER_SCRIPT.captures(&html_text) {
+        let total: u32 = c[1].parse().ok()?;
+        let (stem, ext) = (&c[3], &c[4]);
+        let urls: Vec<Url> = (1..total.min(3))
+            .filter_map(|n| doc.base.join(&format!("{stem}_{n}.{ext}")).ok())
+            .collect();
+        if !urls.is_empty() {
+            return Some((
+                urls,
+                format!(
+                    "the pager is written by a script (createPageHTML, {total} pages): \
+                     pages 2-3 are listed as start pages"
+                ),
+            ));
+        }
+    }
+    let mut urls: Vec<(u32, Url)> = doc
+        .html
+        .select(&A_HREF)
+        .filter_map(|a| {
+            let href = a.value().attr("href")?.trim();
+            let caps = NUMBERED_HREF.captures(href)?;
+            let n: u32 = caps[1].parse().ok()?;
+            let u = doc.base.join(href).ok()?;
+            ((1..=2).contains(&n) && u.as_str() != page.as_str()).then_some((n, u))
+        })
+        .collect();
+    urls.sort_by_key(|(n, _)| *n);
+    urls.dedup_by_key(|(n, _)| *n);
+    (!urls.is_empty()).then(|| {
+        (
+            urls.into_iter().map(|(_, u)| u).collect(),
+            "numbered pages without a \"next\" link: pages 2-3 are listed as start pages".into(),
+        )
+    })
+}
+
+static NUMBERED_HREF: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^(?:\./)?index_(\d+)\.s?html?$").expect("static regex"));
 
 fn pager_candidates(a: ElementRef<'_>) -> Vec<String> {
     let mut out = vec!["a".to_owned()];

@@ -309,6 +309,7 @@ fn settings(list_page: &Page, list_doc: &Document, found: &ArticleFound) -> outp
         title,
         home: list_page.url.to_string(),
         start: vec![list_page.url.to_string()],
+        start_why: "the list page given to suggest".to_owned(),
         schedule: (
             "*/30 * * * *".to_owned(),
             "every 30 minutes: polite, and fresh enough for a news column".to_owned(),
@@ -361,10 +362,15 @@ pub fn finish(
     if article.body.is_none() {
         article.remove.clear();
     }
-    let settings = settings(list_page, &list_doc, &article);
-    let max_pages_why = match &found.next {
-        Some(_) => "pages followed per run; raise it to catch up after a pause".to_owned(),
-        None => "no pagination found: one page per run".to_owned(),
+    let mut settings = settings(list_page, &list_doc, &article);
+    let max_pages_why = match (&found.next, &found.more_starts) {
+        (Some(_), _) => "pages followed per run; raise it to catch up after a pause".to_owned(),
+        (None, Some((urls, why))) => {
+            settings.start.extend(urls.iter().map(ToString::to_string));
+            settings.start_why = why.clone();
+            "each start page is read once per run".to_owned()
+        }
+        (None, None) => "no pagination found: one page per run".to_owned(),
     };
     let source_url = opts.url.to_string();
     let text = output::render(&output::Sections {
@@ -433,7 +439,7 @@ pub fn finish(
             "article {field}: left to automatic extraction ({why})"
         ));
     }
-    if found.next.is_none() {
+    if found.next.is_none() && found.more_starts.is_none() {
         unsure.push("no pagination found: only the first list page is read".into());
     }
     Ok(Suggestion {

@@ -10,6 +10,7 @@ pub struct Settings {
     pub title: (String, String),
     pub home: String,
     pub start: Vec<String>,
+    pub start_why: String,
     pub schedule: (String, String),
     pub timezone: (String, String),
     pub encoding: (String, String),
@@ -91,7 +92,7 @@ pub fn render(s: &Sections<'_>) -> String {
                 .collect::<Vec<_>>()
                 .join(", ")
         ),
-        "the list page given to suggest",
+        &st.start_why,
     );
     kv("schedule", quote(&st.schedule.0), &st.schedule.1);
     kv("timezone", quote(&st.timezone.0), &st.timezone.1);

@@ -14,6 +14,7 @@ const LAYOUTS: &[&str] = &[
     "dl",
     "blog",
     "news-gbk",
+    "trs-js",
     "ol-em",
     "aspnet",
     "date-in-link",
@@ -106,16 +107,31 @@ async fn suggested_files_extract_every_layout_correctly() {
         let file = file.to_str().unwrap();
         let check = run(&["check", file]);
         assert!(check.status.success(), "{layout}: {}", text(&check.stderr));
-        let preview = run(&["preview", file, "--json", "--limit", "20"]);
-        assert!(
-            preview.status.success(),
-            "{layout}: {}",
-            text(&preview.stderr)
-        );
-        let items: Vec<Value> = text(&preview.stdout)
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect();
+        // preview reads the first start page (and follows `next`); a site whose pager
+        // cannot be followed lists its other pages as further start pages.
+        let site = feedbridge::site::load(std::path::Path::new(file)).unwrap();
+        let mut items: Vec<Value> = Vec::new();
+        for start in site.start_urls() {
+            let preview = run(&[
+                "preview",
+                file,
+                "--url",
+                start.as_str(),
+                "--json",
+                "--limit",
+                "20",
+            ]);
+            assert!(
+                preview.status.success(),
+                "{layout}: {}",
+                text(&preview.stderr)
+            );
+            items.extend(
+                text(&preview.stdout)
+                    .lines()
+                    .map(|l| serde_json::from_str::<Value>(l).unwrap()),
+            );
+        }
         let truth: Value = serde_json::from_str(
             &std::fs::read_to_string(dir.join(layout).join("truth.json")).unwrap(),
         )
