@@ -155,18 +155,31 @@ fn text_of(p: &Parsed, sel: &Selector) -> Option<String> {
 }
 
 fn title_rule(parsed: &[Parsed]) -> Option<Rule> {
-    let first = parsed.first()?;
-    let want = first.title.as_deref()?;
-    let els = css::deepest(&first.doc.html, want.len() * 2 + 64, |e| {
-        normalize_text(e.text()) == want
-    });
-    let v = first_valid(candidates_for(&with_parents(&els)), parsed, |p, sel| {
-        p.title.is_some() && text_of(p, sel) == p.title
-    })?;
-    Some(Rule::css(&v).because(format!(
-        "the title's element, matching the list title on all {} samples",
-        parsed.len()
-    )))
+    // The list's title first (whole, from the title attribute); automatic extraction's
+    // when the list's differs from every element (a date or a column name glued on).
+    let sources: [(&str, fn(&Parsed) -> Option<&str>); 2] = [
+        ("the list title", |p| p.title.as_deref()),
+        ("the automatically found title", |p| p.auto.title.as_deref()),
+    ];
+    for (name, title_of) in sources {
+        let first = parsed.first()?;
+        let Some(want) = title_of(first) else {
+            continue;
+        };
+        let els = css::deepest(&first.doc.html, want.len() * 2 + 64, |e| {
+            normalize_text(e.text()) == want
+        });
+        let v = first_valid(candidates_for(&with_parents(&els)), parsed, |p, sel| {
+            title_of(p).is_some() && text_of(p, sel).as_deref() == title_of(p)
+        });
+        if let Some(v) = v {
+            return Some(Rule::css(&v).because(format!(
+                "the title's element, matching {name} on all {} samples",
+                parsed.len()
+            )));
+        }
+    }
+    None
 }
 
 fn same_date(a: PageDate, b: PageDate) -> bool {
