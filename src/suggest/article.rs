@@ -154,10 +154,13 @@ fn text_of(p: &Parsed, sel: &Selector) -> Option<String> {
         .map(|e| normalize_text(e.text()))
 }
 
+/// Where a sample's expected title comes from.
+type TitleOf = fn(&Parsed) -> Option<&str>;
+
 fn title_rule(parsed: &[Parsed]) -> Option<Rule> {
     // The list's title first (whole, from the title attribute); automatic extraction's
     // when the list's differs from every element (a date or a column name glued on).
-    let sources: [(&str, fn(&Parsed) -> Option<&str>); 2] = [
+    let sources: [(&str, TitleOf); 2] = [
         ("the list title", |p| p.title.as_deref()),
         ("the automatically found title", |p| p.auto.title.as_deref()),
     ];
