@@ -76,12 +76,8 @@ const FURNITURE: &[&str] = &[
     "fenye",
     "friend",
     "links",
-    "link",
     "related",
     "share",
-    "position",
-    "location",
-    "top",
     "popular",
     "tags",
     "copyright",
@@ -380,8 +376,9 @@ pub fn analyze(doc: &Document, page: &Url) -> Result<ListFound, SuggestError> {
             .count() as f64
             / n;
         let furniture = items.first().is_some_and(|i| {
+            // Near the items only: a page-wide wrapper (`div.side-main`) says nothing.
             std::iter::once(*i)
-                .chain(css::ancestors(*i))
+                .chain(css::ancestors(*i).take(4))
                 .any(is_furniture)
         });
         let penalty = if furniture { 0.15 } else { 1.0 };
