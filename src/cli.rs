@@ -99,6 +99,31 @@ pub enum Command {
         #[command(flatten)]
         settings: RawFetchSettings,
     },
+    /// Suggest a selector file for a new site from one of its list pages.
+    Suggest {
+        /// The list page (with --file: the URL the saved page came from).
+        url: Url,
+        /// Read the list page from this saved file instead of fetching it.
+        #[arg(long)]
+        file: Option<PathBuf>,
+        /// The site id [default: from the URL's path]
+        #[arg(long)]
+        id: Option<String>,
+        /// Write selectors/<id>.toml instead of printing the file.
+        #[arg(long)]
+        write: bool,
+        /// Replace an existing file with --write.
+        #[arg(long, requires = "write")]
+        force: bool,
+        /// Article pages fetched to check each rule on.
+        #[arg(long, default_value_t = 3)]
+        samples: usize,
+        /// The selectors directory --write writes into.
+        #[arg(long, env = "FEEDBRIDGE_SELECTORS", default_value = "selectors")]
+        selectors: PathBuf,
+        #[command(flatten)]
+        settings: RawFetchSettings,
+    },
     /// Validate selector files; print every problem as path:line:col: message.
     Check {
         /// Files or folders (every *.toml in them) [default: the selectors directory]
@@ -221,6 +246,32 @@ pub async fn run(cli: Cli) -> Result<()> {
             .await
         }
         Command::Check { files, selectors } => check_cmd(files, &selectors),
+        Command::Suggest {
+            url,
+            file,
+            id,
+            write,
+            force,
+            samples,
+            selectors,
+            settings: raw,
+        } => {
+            let s = settings(RawSettings {
+                crawl: RawCrawlSettings {
+                    fetch: raw,
+                    ..RawCrawlSettings::default()
+                },
+                ..RawSettings::default()
+            })?;
+            init_logging(LogFormat::Human);
+            let opts = crate::suggest::Options {
+                url,
+                saved: file,
+                id,
+                samples,
+            };
+            suggest_cmd(&s, &opts, write.then_some(selectors.as_path()), force).await
+        }
         Command::Demo { listen, data } => {
             init_logging(LogFormat::Human);
             demo_cmd(listen, data).await
@@ -695,6 +746,14 @@ pub fn preview_json(item: &Item) -> String {
 }
 
 fn print_table(site: &Site, items: &[Item]) {
+    print_table_to(&mut std::io::stdout().lock(), site, items);
+}
+
+/// Prints the preview table to `out` (`suggest` sends it to stderr when stdout is the file).
+fn print_table_to(out: &mut dyn std::io::Write, site: &Site, items: &[Item]) {
+    macro_rules! println {
+        ($($t:tt)*) => { let _ = writeln!(out, $($t)*); };
+    }
     println!("{} ({}): {} items", site.title, site.id, items.len());
     for (i, item) in items.iter().enumerate() {
         let body = item
@@ -796,6 +855,36 @@ async fn extract_cmd(
         println!("{}", report.to_json());
     } else {
         print!("{}", report.render());
+    }
+    Ok(())
+}
+
+/// `suggest`: the file on stdout (or written with --write), then the preview table.
+async fn suggest_cmd(
+    settings: &Settings,
+    opts: &crate::suggest::Options,
+    write: Option<&Path>,
+    force: bool,
+) -> Result<()> {
+    let fetcher = Fetcher::new(settings.fetch.clone())?;
+    let failure = |e: crate::suggest::SuggestError| match e.is_usage() {
+        true => config_failure(e.to_string()),
+        false => anyhow::Error::from(e),
+    };
+    let s = crate::suggest::run(opts, &fetcher).await.map_err(failure)?;
+    match write {
+        Some(dir) => {
+            let path = crate::suggest::write(dir, &s, force).map_err(failure)?;
+            println!("wrote {}", path.display());
+            print_table(&s.site, &s.items);
+        }
+        None => {
+            print!("{}", s.toml);
+            print_table_to(&mut std::io::stderr().lock(), &s.site, &s.items);
+        }
+    }
+    for u in &s.unsure {
+        eprintln!("unsure: {u}");
     }
     Ok(())
 }

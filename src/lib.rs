@@ -29,5 +29,6 @@ pub mod schedule;
 pub mod serve;
 pub mod site;
 pub mod store;
+pub mod suggest;
 pub mod upstream;
 pub mod url_policy;

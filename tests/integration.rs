@@ -44,3 +44,6 @@ mod sockets;
 
 #[path = "integration/extract_cmd.rs"]
 mod extract_cmd;
+
+#[path = "integration/suggest.rs"]
+mod suggest;
