@@ -617,7 +617,7 @@ async fn preview_cmd(
             let Some(url) = &entry.url else { continue };
             // An upstream entry without a link has a stand-in URL: no page to fetch.
             let no_link = entry.upstream.as_ref().is_some_and(|u| u.no_link);
-            let item = match site.article.as_ref().filter(|_| !no_link) {
+            let item = match crate::extract::article_rules(&site).filter(|_| !no_link) {
                 Some(rules) => match fetcher.get(url, None, &manners).await {
                     Ok(FetchOutcome::Page { page, .. }) => {
                         extract_article(&page, &site, rules, entry, now)
@@ -693,7 +693,7 @@ fn preview_saved(
     };
     let as_article = match kind {
         Some(k) => k == "article",
-        None => site.article.as_ref().is_some_and(|a| {
+        None => crate::extract::article_rules(site).is_some_and(|a| {
             let doc = crate::extract::Document::parse(page, site);
             let root = doc.html.root_element();
             [&a.body, &a.title]
@@ -702,7 +702,7 @@ fn preview_saved(
                 .any(|f| f.matches(root).next().is_some())
         }),
     };
-    match (as_article, &site.article, list_rules) {
+    match (as_article, crate::extract::article_rules(site), list_rules) {
         (true, Some(rules), _) => {
             let entry = ListEntry {
                 url: Some(crate::model::canonical_url(&page.url)),
@@ -740,6 +740,7 @@ pub fn preview_json(item: &Item) -> String {
         "source": item.source,
         "images": item.images,
         "content": item.content,
+        "via": item.via,
         "warnings": item.warnings,
     })
     .to_string()

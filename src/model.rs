@@ -67,6 +67,11 @@ pub struct Item {
     /// What went wrong while extracting this item (a selector that matched nothing...).
     #[serde(default)]
     pub warnings: Vec<String>,
+    /// Per field (title, date, source, body, images), where its value came from:
+    /// `selector`, `auto:<evidence>`, `list`, `upstream`, `meta:<name>`. Not part of
+    /// what readers see (nor of [`Item::content_hash`]).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub via: std::collections::BTreeMap<String, String>,
 }
 
 impl Item {

@@ -17,7 +17,7 @@ use tokio::sync::{watch, Semaphore};
 use url::Url;
 
 use crate::cpu::run_cpu;
-use crate::extract::{extract_article, extract_list, item_from_entry};
+use crate::extract::{article_rules, extract_article, extract_list, item_from_entry};
 use crate::fetch::{FetchError, FetchOutcome, Fetcher, Manners};
 use crate::model::{Item, ListEntry, Validators};
 use crate::site::{Site, SiteSet, Source};
@@ -196,7 +196,7 @@ async fn crawl_site(
     // Window items the lists no longer show are re-read with their stored values as the
     // fallbacks. (A stand-in URL, of an upstream entry without a link, has a fragment and
     // no page to read.)
-    if site.article.is_some() {
+    if article_rules(site).is_some() {
         let listed: HashSet<String> = entries
             .iter()
             .filter_map(|e| e.url.as_ref().map(Url::to_string))
@@ -235,13 +235,13 @@ async fn crawl_site(
             _ => {}
         }
         let no_link = entry.upstream.as_ref().is_some_and(|u| u.no_link);
-        let item = match site.article.as_ref().filter(|_| !no_link) {
+        let item = match article_rules(site).filter(|_| !no_link) {
             Some(_) => match crawler.fetcher.get(url, None, &manners).await {
                 Ok(FetchOutcome::Page { page, .. }) => {
                     run.status.pages_fetched += 1;
                     let (site, entry) = (shared_site.clone(), entry.clone());
                     let extracted = run_cpu(move || {
-                        let rules = site.article.as_ref()?;
+                        let rules = article_rules(&site)?;
                         Some(extract_article(&page, &site, rules, &entry, Utc::now()))
                     })
                     .await;
@@ -491,6 +491,7 @@ impl Run {
                 with_date: 0,
                 with_source: 0,
                 with_body: 0,
+                fields: BTreeMap::new(),
                 warnings: Vec::new(),
                 last_error: None,
                 error_class: None,
@@ -543,6 +544,22 @@ impl Run {
         s.with_date += u32::from(item.published.is_some());
         s.with_source += u32::from(item.source.is_some());
         s.with_body += u32::from(item.content.is_some());
+        let found = [
+            ("title", item.title.is_some()),
+            ("date", item.published.is_some()),
+            ("source", item.source.is_some()),
+            ("body", item.content.is_some()),
+            ("images", !item.images.is_empty()),
+        ];
+        for (field, present) in found {
+            let hits = s.fields.entry(field.to_owned()).or_default();
+            match item.via.get(field).map(String::as_str) {
+                _ if !present => hits.missing += 1,
+                Some("selector") => hits.selector += 1,
+                Some(v) if v.starts_with("auto:") => hits.auto += 1,
+                _ => hits.fallback += 1,
+            }
+        }
     }
 
     fn finish(mut self, previous: Option<&RunStatus>, no_entries: bool, fresh: u32) -> RunStatus {
@@ -598,6 +615,22 @@ impl Run {
 }
 
 fn record_metrics(m: &crate::metrics::Metrics, site: &str, s: &RunStatus) {
+    for (field, hits) in &s.fields {
+        for (by, n) in [
+            ("selector", hits.selector),
+            ("auto", hits.auto),
+            ("fallback", hits.fallback),
+            ("missing", hits.missing),
+        ] {
+            if n > 0 {
+                m.add(
+                    "feedbridge_field_values_total",
+                    &[("site", site), ("field", field), ("by", by)],
+                    f64::from(n),
+                );
+            }
+        }
+    }
     let outcome = format!("{:?}", s.outcome);
     m.add(
         "feedbridge_runs_total",

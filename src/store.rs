@@ -133,6 +133,19 @@ pub enum Outcome {
     InternalError,
 }
 
+/// How a field was found over one run's items.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FieldHits {
+    /// By the site's selector.
+    pub selector: u32,
+    /// By automatic extraction (the rule was absent or matched nothing).
+    pub auto: u32,
+    /// From the list page, the upstream feed or a CMS meta tag.
+    pub fallback: u32,
+    /// Not found.
+    pub missing: u32,
+}
+
 /// The last run of a site, for `/status.json`, `/` and the overdue check at start.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunStatus {
@@ -154,6 +167,11 @@ pub struct RunStatus {
     pub with_date: u32,
     pub with_source: u32,
     pub with_body: u32,
+    /// Per field (title, date, source, body, images): where this run's values came from,
+    /// so selector rot (selectors giving way to automatic extraction) shows before
+    /// readers notice.
+    #[serde(default)]
+    pub fields: std::collections::BTreeMap<String, FieldHits>,
     pub warnings: Vec<String>,
     pub last_error: Option<String>,
     pub error_class: Option<String>,

@@ -141,8 +141,29 @@ pub fn extract_list(page: &Page, site: &Site, rules: &ListRules, now: DateTime<U
     out
 }
 
-/// Reads an article page with the site's `[article]` rules; `entry` holds the list
-/// page's (or upstream feed's) values, used where the article gives none.
+/// No rules at all: every field automatic.
+static NO_RULES: std::sync::LazyLock<ArticleRules> =
+    std::sync::LazyLock::new(ArticleRules::default);
+
+/// The rules a site reads its article pages with: its `[article]`; for a list site
+/// without one, none (every field automatic) unless `auto = false`; `None` when the site
+/// does not read article pages (its items come from the list or upstream feed alone).
+pub fn article_rules(site: &Site) -> Option<&ArticleRules> {
+    match (&site.article, &site.source) {
+        (Some(rules), _) => Some(rules),
+        (None, crate::site::Source::List { .. }) if site.auto => Some(&NO_RULES),
+        (None, _) => None,
+    }
+}
+
+/// Reads an article page with the site's `[article]` rules (empty rules: all automatic);
+/// `entry` holds the list page's (or upstream feed's) values.
+///
+/// With `site.auto` (the default), a field whose rule is absent or matched nothing is
+/// filled by automatic extraction ([`auto`]), and a rule that matched nothing says so in
+/// a warning: selector rot shows in the run status while the feed stays complete. After
+/// that come the list's and the upstream feed's values. `item.via` names each field's
+/// evidence (`selector`, `auto:…`, `list`, `upstream`, `meta:…`).
 pub fn extract_article(
     page: &Page,
     site: &Site,
@@ -150,38 +171,141 @@ pub fn extract_article(
     entry: &ListEntry,
     now: DateTime<Utc>,
 ) -> Item {
-    let doc = Document::parse(page, site);
+    let (doc, decision) = Document::parse_reporting(page, site.encoding);
     let root = doc.html.root_element();
     let mut warnings = entry.warnings.clone();
+    warnings.extend(decision.warning());
     let upstream = entry.upstream.clone().unwrap_or_default();
+    let mut via: std::collections::BTreeMap<String, String> = Default::default();
+    // Automatic extraction runs once, and only when a field needs it.
+    let auto_cell = std::cell::OnceCell::new();
+    let automatic = || -> Option<&auto::AutoArticle> {
+        site.auto.then(|| {
+            auto_cell.get_or_init(|| {
+                auto::extract(
+                    &doc,
+                    auto::Hints {
+                        url: &page.url,
+                        timezone: Some(site.timezone),
+                        now,
+                    },
+                )
+            })
+        })
+    };
+    // A rule that matched nothing, filled automatically: the operator should know.
+    let filled = |field: &str, rule_missed: bool, evidence: &str, warnings: &mut Vec<String>| {
+        if rule_missed {
+            warnings.push(format!(
+                "{field}: selector matched nothing, filled automatically ({evidence})"
+            ));
+        }
+    };
 
-    let title = rules
+    // Title.
+    let by_rule = rules
         .title
         .as_ref()
-        .and_then(|f| field_text(root, f, &doc.base, "article.title", &mut warnings))
-        .or_else(|| meta(&doc.html, "ArticleTitle"))
-        .or_else(|| entry.title.clone())
-        .or_else(|| meta(&doc.html, "og:title"));
+        .and_then(|f| field_text(root, f, &doc.base, "article.title", &mut warnings));
+    let missed = rules.title.is_some() && by_rule.is_none();
+    let title = match by_rule {
+        Some(t) => {
+            via.insert("title".into(), "selector".into());
+            Some(t)
+        }
+        None => {
+            match automatic().and_then(|a| Some((a.title.clone()?, a.via.get("title")?.clone()))) {
+                Some((t, evidence)) => {
+                    filled("title", missed, &evidence, &mut warnings);
+                    via.insert("title".into(), format!("auto:{evidence}"));
+                    Some(t)
+                }
+                None => meta(&doc.html, "ArticleTitle")
+                    .inspect(|_| {
+                        via.insert("title".into(), "meta:ArticleTitle".into());
+                    })
+                    .or_else(|| {
+                        via.insert("title".into(), "list".into());
+                        entry.title.clone()
+                    })
+                    .or_else(|| {
+                        via.insert("title".into(), "meta:og:title".into());
+                        meta(&doc.html, "og:title")
+                    }),
+            }
+        }
+    };
+    if title.is_none() {
+        via.remove("title");
+    }
 
-    let page_date = rules
+    // Date.
+    let by_rule = rules
         .date
         .as_ref()
-        .and_then(|f| field_date(root, f, &doc.base, site, now, "article.date", &mut warnings))
-        .or_else(|| {
-            let text = meta(&doc.html, "PubDate")?;
-            date::parse(&text, None, site.timezone, now).ok()
-        });
+        .and_then(|f| field_date(root, f, &doc.base, site, now, "article.date", &mut warnings));
+    let missed = rules.date.is_some() && by_rule.is_none();
+    let page_date = match by_rule {
+        Some(d) => {
+            via.insert("date".into(), "selector".into());
+            Some(d)
+        }
+        None => {
+            match automatic().and_then(|a| Some((a.published?, a.via.get("published")?.clone()))) {
+                Some((d, evidence)) => {
+                    filled("date", missed, &evidence, &mut warnings);
+                    via.insert("date".into(), format!("auto:{evidence}"));
+                    Some(d)
+                }
+                None => meta(&doc.html, "PubDate")
+                    .and_then(|text| date::parse(&text, None, site.timezone, now).ok())
+                    .inspect(|_| {
+                        via.insert("date".into(), "meta:PubDate".into());
+                    }),
+            }
+        }
+    };
+    if page_date.is_none() && entry.date.is_some() {
+        via.insert("date".into(), "list".into());
+    }
     let date = merge_dates(page_date, entry.date);
 
-    let source = rules
+    // Source.
+    let by_rule = rules
         .source
         .as_ref()
-        .and_then(|f| field_text(root, f, &doc.base, "article.source", &mut warnings))
-        .or_else(|| meta(&doc.html, "ContentSource"))
-        .or(upstream.author);
+        .and_then(|f| field_text(root, f, &doc.base, "article.source", &mut warnings));
+    let missed = rules.source.is_some() && by_rule.is_none();
+    let source = match by_rule {
+        Some(s) => {
+            via.insert("source".into(), "selector".into());
+            Some(s)
+        }
+        None => match automatic()
+            .and_then(|a| Some((a.source.clone()?, a.via.get("source")?.clone())))
+        {
+            Some((s, evidence)) => {
+                filled("source", missed, &evidence, &mut warnings);
+                via.insert("source".into(), format!("auto:{evidence}"));
+                Some(s)
+            }
+            None => meta(&doc.html, "ContentSource")
+                .inspect(|_| {
+                    via.insert("source".into(), "meta:ContentSource".into());
+                })
+                .or_else(|| {
+                    via.insert("source".into(), "upstream".into());
+                    upstream.author.clone()
+                }),
+        },
+    };
+    if source.is_none() {
+        via.remove("source");
+    }
 
+    // Body, and the images in it.
     let mut images = Vec::new();
-    let content = match &rules.body {
+    let by_rule = match &rules.body {
         Some(body) => {
             let mut skip = HashSet::new();
             let matches: Vec<ElementRef<'_>> = body.matches(root).collect();
@@ -207,9 +331,32 @@ pub fn extract_article(
             Some(html).filter(|h| !h.is_empty())
         }
         None => None,
-    }
-    .or(upstream.content)
-    .or(upstream.summary);
+    };
+    let missed = rules.body.is_some() && by_rule.is_none();
+    let mut body_is_auto = false;
+    let content = match by_rule {
+        Some(c) => {
+            via.insert("body".into(), "selector".into());
+            Some(c)
+        }
+        None => match automatic()
+            .and_then(|a| Some((a.content.clone()?, a.via.get("content")?.clone())))
+        {
+            Some((c, evidence)) => {
+                filled("body", missed, &evidence, &mut warnings);
+                via.insert("body".into(), format!("auto:{evidence}"));
+                body_is_auto = true;
+                Some(c)
+            }
+            None => upstream
+                .content
+                .clone()
+                .or(upstream.summary.clone())
+                .inspect(|_| {
+                    via.insert("body".into(), "upstream".into());
+                }),
+        },
+    };
 
     if let Some(f) = &rules.images {
         let found: Vec<String> = f
@@ -227,8 +374,20 @@ pub fn extract_article(
             .collect();
         if found.is_empty() {
             warnings.push(format!("article.images: {:?} matched nothing", f.css));
+        } else {
+            via.insert("images".into(), "selector".into());
         }
         images = found;
+    } else if body_is_auto {
+        // The automatic body's own pictures (icons, QR codes and pixels left out).
+        if let Some(a) = automatic() {
+            images.clone_from(&a.images);
+            if !images.is_empty() {
+                via.insert("images".into(), "auto:density".into());
+            }
+        }
+    } else if !images.is_empty() {
+        via.insert("images".into(), "selector".into());
     }
     images.extend(upstream.images);
     let mut seen = HashSet::new();
@@ -255,6 +414,7 @@ pub fn extract_article(
         categories: upstream.categories,
         aliases: upstream.guid.into_iter().collect(),
         warnings,
+        via,
     }
 }
 
@@ -282,6 +442,7 @@ pub fn item_from_entry(entry: &ListEntry, site: &Site) -> Item {
         categories: upstream.categories,
         aliases: upstream.guid.into_iter().collect(),
         warnings: entry.warnings.clone(),
+        via: Default::default(),
     }
 }
 

@@ -109,7 +109,9 @@ fn when(t: DateTime<Utc>, tz: Tz, now: DateTime<Utc>) -> String {
     )
 }
 
-/// `title 100% · date 95% · …` for a run, or a dash when it extracted nothing.
+/// `title 100% · date 95% (3 auto) · …` for a run, or a dash when it extracted nothing.
+/// Values found by automatic extraction count as found, and are named: many of them on
+/// a field with a selector means the selector is rotting.
 fn hit_rates(s: &RunStatus) -> String {
     if s.extracted == 0 {
         return "—".into();
@@ -131,7 +133,13 @@ fn hit_rates(s: &RunStatus) -> String {
         } else {
             "ok"
         };
-        format!(r#"<span class="{class}">{name} {p}%</span>"#)
+        let auto = s.fields.get(*name).map_or(0, |h| h.auto).to_string();
+        let auto = if auto == "0" {
+            String::new()
+        } else {
+            format!(r#" <small class="warn">({auto} auto)</small>"#)
+        };
+        format!(r#"<span class="{class}">{name} {p}%</span>{auto}"#)
     })
     .collect::<Vec<_>>()
     .join(" · ")
@@ -366,6 +374,16 @@ pub fn render_site(p: &SitePage<'_>, now: DateTime<Utc>) -> String {
             plural(n, "entry", "entries")
         );
         for (name, found, missing) in fields {
+            let automatic = p
+                .items
+                .iter()
+                .filter(|i| i.item.via.get(name).is_some_and(|v| v.starts_with("auto:")))
+                .count();
+            let missing = if automatic > 0 {
+                format!("{automatic} found by automatic extraction (no selector, or it matched nothing); {missing}")
+            } else {
+                missing.to_owned()
+            };
             let pct = found * 100 / n;
             let class = match pct {
                 90.. => "ok",

@@ -41,6 +41,7 @@ struct RawSite<'a, 'i> {
     run_timeout: Option<Spanned<String>>,
     robots: Option<bool>,
     revisit: Option<bool>,
+    auto: Option<bool>,
     list: Option<Spanned<&'a DeTable<'i>>>,
     article: Option<Spanned<&'a DeTable<'i>>>,
 }
@@ -61,6 +62,7 @@ const SITE_KEYS: &[&str] = &[
     "run_timeout",
     "robots",
     "revisit",
+    "auto",
     "list",
     "article",
 ];
@@ -86,6 +88,7 @@ impl<'a, 'i> RawSite<'a, 'i> {
             run_timeout: t.string("run_timeout"),
             robots: t.boolean("robots"),
             revisit: t.boolean("revisit"),
+            auto: t.boolean("auto"),
             list: t.table("list"),
             article: t.table("article"),
         }
@@ -300,6 +303,7 @@ impl Ctx<'_> {
             run_timeout: run_timeout?,
             robots: raw.robots.unwrap_or(true),
             revisit: raw.revisit.unwrap_or(false),
+            auto: raw.auto.unwrap_or(true),
             fingerprint: *blake3::hash(self.text.as_bytes()).as_bytes(),
         })
     }

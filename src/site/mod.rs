@@ -111,7 +111,7 @@ pub struct ListRules {
     pub max_pages: u32,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct ArticleRules {
     pub title: Option<Field>,
     pub date: Option<Field>,
@@ -157,6 +157,9 @@ pub struct Site {
     pub robots: bool,
     /// Re-fetch already stored articles each run, so edits become updates.
     pub revisit: bool,
+    /// Automatic extraction fills the article fields without a rule (or whose rule
+    /// matched nothing), and reads the articles of a list site without `[article]`.
+    pub auto: bool,
     /// blake3 of the file's bytes: a reload with the same bytes changes nothing.
     pub fingerprint: [u8; 32],
 }

@@ -73,9 +73,13 @@ async fn utf8_and_gbk_copies_give_identical_items() {
         utf8[2]["url"],
         format!("{origin}/utf8/gzdt/202005/t20200510_1874323.html")
     );
-    // No date anywhere: null, with a warning.
-    assert_eq!(utf8[5]["published"], serde_json::Value::Null);
-    assert!(utf8[5]["warnings"].to_string().contains("no date"));
+    // No date on the page or the list: automatic extraction reads the URL's
+    // (t20200507_…), and says the date rule matched nothing.
+    assert_eq!(utf8[5]["published"], "2020-05-07T00:00:00+08:00");
+    assert_eq!(utf8[5]["via"]["date"], "auto:url");
+    assert!(utf8[5]["warnings"]
+        .to_string()
+        .contains("date: selector matched nothing, filled automatically (url)"));
 }
 
 #[tokio::test(flavor = "multi_thread")]
