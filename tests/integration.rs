@@ -47,3 +47,6 @@ mod extract_cmd;
 
 #[path = "integration/suggest.rs"]
 mod suggest;
+
+#[path = "integration/auto_fallback.rs"]
+mod auto_fallback;
