@@ -12,14 +12,14 @@ use tokio::sync::watch;
 use url::Url;
 
 use crate::config::{self, LogFormat, RawCrawlSettings, RawFetchSettings, RawSettings, Settings};
-use crate::extract::{extract_article, extract_list, item_from_entry};
+use crate::extract::{extract_article, item_from_entry};
 use crate::fetch::{FetchOutcome, Fetcher, Manners};
 use crate::fixture_server::{bundled_site_dir, FixtureServer};
 use crate::metrics::Metrics;
 use crate::model::{Item, ListEntry, Page};
 use crate::schedule::{self, Crawler, Scheduler};
 use crate::serve::{self, AppState};
-use crate::site::{self, Site, SiteSet, Source};
+use crate::site::{self, Site, SiteSet};
 use crate::store::{Outcome, Store};
 
 /// Turns web sites without feeds into Atom feeds.
@@ -687,10 +687,6 @@ fn preview_saved(
     now: chrono::DateTime<Utc>,
     notes: &mut Vec<String>,
 ) -> Vec<Item> {
-    let list_rules = match &site.source {
-        Source::List { rules, .. } => Some(rules),
-        Source::Feed { .. } => None,
-    };
     let as_article = match kind {
         Some(k) => k == "article",
         None => crate::extract::article_rules(site).is_some_and(|a| {
@@ -702,27 +698,26 @@ fn preview_saved(
                 .any(|f| f.matches(root).next().is_some())
         }),
     };
-    match (as_article, crate::extract::article_rules(site), list_rules) {
-        (true, Some(rules), _) => {
+    match (as_article, crate::extract::article_rules(site)) {
+        (true, Some(rules)) => {
             let entry = ListEntry {
                 url: Some(crate::model::canonical_url(&page.url)),
                 ..ListEntry::default()
             };
             vec![extract_article(page, site, rules, &entry, now)]
         }
-        (_, _, Some(rules)) => {
-            let list = extract_list(page, site, rules, now);
-            notes.extend(list.warnings);
-            if let Some(next) = list.next {
-                notes.push(format!("next page: {next}"));
+        _ => match crate::extract::listing(page, site, now) {
+            Ok(listing) => {
+                notes.extend(listing.warnings);
+                if let Some(next) = listing.next {
+                    notes.push(format!("next page: {next}"));
+                }
+                listing
+                    .entries
+                    .iter()
+                    .map(|e| item_from_entry(e, site))
+                    .collect()
             }
-            list.entries
-                .iter()
-                .map(|e| item_from_entry(e, site))
-                .collect()
-        }
-        _ => match crate::upstream::entries(page, site, now) {
-            Ok(entries) => entries.iter().map(|e| item_from_entry(e, site)).collect(),
             Err(e) => {
                 notes.push(e.to_string());
                 Vec::new()

@@ -30,5 +30,4 @@ pub mod serve;
 pub mod site;
 pub mod store;
 pub mod suggest;
-pub mod upstream;
 pub mod url_policy;
