@@ -169,6 +169,17 @@ pub async fn run(cli: Cli) -> Result<()> {
     let settings = |raw: RawSettings| -> Result<Settings> {
         config::load(raw, config_file.as_deref()).map_err(|e| config_failure(e.to_string()))
     };
+    // Commands that only fetch (preview, extract, suggest) take the operator's
+    // User-Agent, timeout and delay from flags, environment or file.
+    let fetch_only = |raw: RawFetchSettings| {
+        settings(RawSettings {
+            crawl: RawCrawlSettings {
+                fetch: raw,
+                ..RawCrawlSettings::default()
+            },
+            ..RawSettings::default()
+        })
+    };
     match cli.command {
         Command::Serve { settings: raw } => {
             let s = settings(raw)?;
@@ -197,14 +208,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             limit,
             settings: raw,
         } => {
-            // The operator's User-Agent, timeout and delay, from flags, environment or file.
-            let s = settings(RawSettings {
-                crawl: RawCrawlSettings {
-                    fetch: raw,
-                    ..RawCrawlSettings::default()
-                },
-                ..RawSettings::default()
-            })?;
+            let s = fetch_only(raw)?;
             init_logging(LogFormat::Human);
             preview_cmd(
                 &s,
@@ -226,13 +230,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             json,
             settings: raw,
         } => {
-            let s = settings(RawSettings {
-                crawl: RawCrawlSettings {
-                    fetch: raw,
-                    ..RawCrawlSettings::default()
-                },
-                ..RawSettings::default()
-            })?;
+            let s = fetch_only(raw)?;
             init_logging(LogFormat::Human);
             extract_cmd(
                 &s,
@@ -256,13 +254,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             selectors,
             settings: raw,
         } => {
-            let s = settings(RawSettings {
-                crawl: RawCrawlSettings {
-                    fetch: raw,
-                    ..RawCrawlSettings::default()
-                },
-                ..RawSettings::default()
-            })?;
+            let s = fetch_only(raw)?;
             init_logging(LogFormat::Human);
             let opts = crate::suggest::Options {
                 url,
