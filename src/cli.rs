@@ -974,7 +974,8 @@ async fn demo_cmd(listen: String, data: Option<PathBuf>) -> Result<()> {
     let result = run_service(&settings, store, sites, None, |addr| {
         println!("feedbridge demo");
         println!("  fixture site  {fixture_origin}/utf8/gzdt/ (and a GBK copy under /gbk/)");
-        println!("  index         http://{addr}/");
+        println!("  dashboard     http://{addr}/");
+        println!("  site page     http://{addr}/sites/fixture-gzdt");
         println!("  feed          http://{addr}/feeds/fixture-gzdt.atom");
         println!("  status        http://{addr}/status.json");
         println!("Press Ctrl-C to stop.");
