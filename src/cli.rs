@@ -301,6 +301,7 @@ fn crawler(settings: &Settings, store: Arc<Store>, metrics: Arc<Metrics>) -> Res
         store,
         default_delay: settings.default_delay,
         metrics,
+        stopping: watch::Sender::new(false),
     }))
 }
 

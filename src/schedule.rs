@@ -30,6 +30,9 @@ pub struct Crawler {
     pub store: Arc<Store>,
     pub default_delay: Duration,
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Turns true on shutdown: runs in flight stop where they are (keeping what they
+    /// stored) instead of holding SIGTERM up for a slow page.
+    pub stopping: watch::Sender<bool>,
 }
 
 /// Progress events for a terminal progress bar; the scheduler ignores them.
@@ -54,8 +57,19 @@ pub async fn refresh(site: &Site, crawler: &Crawler, progress: &dyn Progress) ->
     let mut run = Run::new(started);
     let mut parts = RunParts::default();
     let crawl = crawl_site(site, crawler, progress, &mut run, &mut parts);
-    if tokio::time::timeout(site.run_timeout, crawl).await.is_err() {
-        run.timed_out = Some(site.run_timeout);
+    let mut stopping = crawler.stopping.subscribe();
+    let cut_short = tokio::select! {
+        done = tokio::time::timeout(site.run_timeout, crawl) => done.is_err().then_some(false),
+        _ = stopping.wait_for(|s| *s) => Some(true),
+    };
+    match cut_short {
+        Some(false) => run.timed_out = Some(site.run_timeout),
+        Some(true) => run.fail(
+            "shutdown",
+            "stopped by shutdown; the items stored before are kept, the rest are read next run"
+                .into(),
+        ),
+        None => {}
     }
     // Below the oldest dated item of this run, in list order; with no dated item at all,
     // at the time they were first seen. (Extracted already, so stored even past the
@@ -761,6 +775,7 @@ impl Scheduler {
                 break;
             }
         }
+        self.crawler.stopping.send_replace(true);
         for t in tasks.values() {
             let _ = t.stop.send(true);
         }
