@@ -1,9 +1,14 @@
-//! Atom rendering (RFC 4287). Pure: site meta + stored items + now in, bytes out.
+//! Feed rendering: Atom (RFC 4287, here), RSS 2.0 (`rss`) and JSON Feed 1.1 (`json`).
+//! Pure: site meta + stored items + now in, bytes out. Readers differ in what they take,
+//! so every format carries the same items, in the same order, with the same ids.
 //!
 //! Every entry always has id, title, updated, author and an alternate link, so the feed
 //! validates whatever the page gave; text and URLs pass through `xml_safe` (characters
 //! XML 1.0 forbids and invisible bidi/format characters are dropped) and are escaped
 //! exactly once, by the writer.
+
+pub mod json;
+pub mod rss;
 
 use atom_syndication::{Category, Content, Entry, Feed, Generator, Link, Person, Text};
 use chrono::{DateTime, FixedOffset, Utc};
@@ -23,6 +28,133 @@ pub struct FeedMeta {
     pub self_url: String,
     pub language: Option<String>,
     pub timezone: Tz,
+}
+
+/// The formats a feed is served in; the file extension names it (`/feeds/<id>.<ext>`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Format {
+    Atom,
+    Rss,
+    Json,
+}
+
+impl Format {
+    pub const ALL: [Format; 3] = [Format::Atom, Format::Rss, Format::Json];
+
+    pub fn ext(self) -> &'static str {
+        match self {
+            Format::Atom => "atom",
+            Format::Rss => "rss",
+            Format::Json => "json",
+        }
+    }
+
+    pub fn from_ext(ext: &str) -> Option<Format> {
+        Format::ALL.into_iter().find(|f| f.ext() == ext)
+    }
+
+    /// The media type without parameters (autodiscovery links, self links).
+    pub fn media_type(self) -> &'static str {
+        match self {
+            Format::Atom => "application/atom+xml",
+            Format::Rss => "application/rss+xml",
+            Format::Json => "application/feed+json",
+        }
+    }
+
+    /// The `Content-Type` the feed is served with.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::Atom => "application/atom+xml; charset=utf-8",
+            Format::Rss => "application/rss+xml; charset=utf-8",
+            Format::Json => "application/feed+json; charset=utf-8",
+        }
+    }
+
+    /// Renders `items` in this format (see [`render`]).
+    pub fn render(self, meta: &FeedMeta, items: &[StoredItem], now: DateTime<Utc>) -> Vec<u8> {
+        match self {
+            Format::Atom => render(meta, items, now),
+            Format::Rss => rss::render(meta, items, now),
+            Format::Json => json::render(meta, items, now),
+        }
+    }
+}
+
+/// What every format says about one item, decided once so the formats agree.
+pub(crate) struct ItemView {
+    /// The stable id (a UUID URN from the canonical URL).
+    pub id: String,
+    pub url: String,
+    /// Never empty: the page's title, else the start of the text, else the URL.
+    pub title: String,
+    /// The first 200 characters of the body's text (empty without a body).
+    pub summary: String,
+    /// The source named on the page, if any.
+    pub author: Option<String>,
+    /// Sanitized HTML body.
+    pub content: Option<String>,
+    /// Images a reader can fetch (http/https only), with their media type.
+    pub images: Vec<(String, &'static str)>,
+    pub categories: Vec<String>,
+}
+
+impl ItemView {
+    pub(crate) fn of(s: &StoredItem) -> ItemView {
+        let item = &s.item;
+        let content_text = item
+            .content
+            .as_deref()
+            .map(|html| xml_safe(&html_to_text(html)).into_owned())
+            .unwrap_or_default();
+        let title = item
+            .title
+            .as_deref()
+            // Stripped first, trimmed after: a title of only invisible characters and
+            // spaces is no title.
+            .map(|t| xml_safe(t).trim().to_owned())
+            .filter(|t| !t.is_empty())
+            .unwrap_or_else(|| {
+                let head: String = content_text.chars().take(60).collect();
+                if head.is_empty() {
+                    xml_safe(&item.url).into_owned()
+                } else {
+                    head
+                }
+            });
+        // An enclosure is fetched by the reader: only http(s), never an inline `data:`
+        // blob or whatever scheme an upstream feed or an `images` attribute rule handed
+        // over.
+        let fetchable = |u: &&String| {
+            let head = u.get(..8).unwrap_or(u).to_ascii_lowercase();
+            head.starts_with("http://") || head.starts_with("https://")
+        };
+        ItemView {
+            id: s.key().urn(),
+            // URLs are text too: an image `data:` URL or an upstream link is taken as
+            // written.
+            url: xml_safe(&item.url).into_owned(),
+            title,
+            summary: content_text.chars().take(200).collect(),
+            author: item
+                .source
+                .as_deref()
+                .map(|s| xml_safe(s).trim().to_owned())
+                .filter(|s| !s.is_empty()),
+            content: item.content.as_deref().map(|h| xml_safe(h).into_owned()),
+            images: item
+                .images
+                .iter()
+                .filter(fetchable)
+                .map(|i| (xml_safe(i).into_owned(), image_type(i)))
+                .collect(),
+            categories: item
+                .categories
+                .iter()
+                .map(|c| xml_safe(c).into_owned())
+                .collect(),
+        }
+    }
 }
 
 /// The feed's id: stable across restarts and hosts, derived from the site id only.
@@ -87,79 +219,46 @@ fn entry(
     feed_author: &Person,
     local: impl Fn(DateTime<Utc>) -> DateTime<FixedOffset>,
 ) -> Entry {
-    let item = &s.item;
-    let content_text = item
-        .content
-        .as_deref()
-        .map(|html| xml_safe(&html_to_text(html)).into_owned())
-        .unwrap_or_default();
-    let title = item
-        .title
-        .as_deref()
-        // Stripped first, trimmed after: a title of only invisible characters and spaces
-        // is no title.
-        .map(|t| xml_safe(t).trim().to_owned())
-        .filter(|t| !t.is_empty())
-        .unwrap_or_else(|| {
-            let head: String = content_text.chars().take(60).collect();
-            if head.is_empty() {
-                xml_safe(&item.url).into_owned()
-            } else {
-                head
-            }
-        });
-    // URLs are text too: an image `data:` URL or an upstream link is taken as written.
+    let view = ItemView::of(s);
     let mut links = vec![Link {
-        href: xml_safe(&item.url).into_owned(),
+        href: view.url,
         rel: "alternate".into(),
         mime_type: Some("text/html".into()),
         ..Link::default()
     }];
-    // An enclosure is fetched by the reader: only http(s), never an inline `data:` blob
-    // or whatever scheme an upstream feed or an `images` attribute rule handed over.
-    let fetchable = |u: &&String| {
-        let head = u.get(..8).unwrap_or(u).to_ascii_lowercase();
-        head.starts_with("http://") || head.starts_with("https://")
-    };
-    for img in item.images.iter().filter(fetchable) {
+    for (img, mime) in view.images {
         links.push(Link {
-            href: xml_safe(img).into_owned(),
+            href: img,
             rel: "enclosure".into(),
-            mime_type: Some(image_type(img).into()),
+            mime_type: Some(mime.into()),
             ..Link::default()
         });
     }
-    let author = match item
-        .source
-        .as_deref()
-        .map(|s| xml_safe(s).trim().to_owned())
-        .filter(|s| !s.is_empty())
-    {
+    let author = match view.author {
         Some(source) => Person {
             name: source,
             ..Person::default()
         },
         None => feed_author.clone(),
     };
-    let summary: String = content_text.chars().take(200).collect();
     Entry {
-        id: s.key().urn(),
-        title: Text::plain(title),
+        id: view.id,
+        title: Text::plain(view.title),
         updated: local(s.updated),
-        published: item.published.map(|p| local(p.with_timezone(&Utc))),
+        published: s.item.published.map(|p| local(p.with_timezone(&Utc))),
         authors: vec![author],
         links,
-        categories: item
+        categories: view
             .categories
-            .iter()
-            .map(|c| Category {
-                term: xml_safe(c).into_owned(),
+            .into_iter()
+            .map(|term| Category {
+                term,
                 ..Category::default()
             })
             .collect(),
-        summary: (!summary.is_empty()).then(|| Text::plain(summary)),
-        content: item.content.as_ref().map(|html| Content {
-            value: Some(xml_safe(html).into_owned()),
+        summary: (!view.summary.is_empty()).then(|| Text::plain(view.summary)),
+        content: view.content.map(|html| Content {
+            value: Some(html),
             content_type: Some("html".into()),
             ..Content::default()
         }),
