@@ -39,7 +39,7 @@ pub fn render(meta: &FeedMeta, items: &[StoredItem], now: DateTime<Utc>) -> Vec<
         element(&mut out, "language", &xml_safe(lang));
     }
     let built = items.iter().map(|s| s.updated).max().unwrap_or(now);
-    element(&mut out, "lastBuildDate", &local(built).to_rfc2822());
+    element(&mut out, "lastBuildDate", &rfc822(local(built)));
     element(
         &mut out,
         "generator",
@@ -77,7 +77,7 @@ fn item(out: &mut String, s: &StoredItem, local: impl Fn(DateTime<Utc>) -> DateT
         .item
         .published
         .map_or_else(|| local(s.first_seen), |p| local(p.with_timezone(&Utc)));
-    element(out, "pubDate", &date.to_rfc2822());
+    element(out, "pubDate", &rfc822(date));
     if let Some((url, mime)) = view.images.first() {
         // RSS requires a length; 0 is the accepted value when it is unknown (we never
         // fetch the image to learn it).
@@ -91,6 +91,12 @@ fn item(out: &mut String, s: &StoredItem, local: impl Fn(DateTime<Utc>) -> DateT
         element(out, "content:encoded", html);
     }
     out.push_str("</item>\n");
+}
+
+/// RFC 822 with a two-digit day and a four-digit year (chrono's RFC 2822 writes `1 May`,
+/// which validators accept but many scripts' fixed-width parsers do not).
+fn rfc822(t: DateTime<FixedOffset>) -> String {
+    t.format("%a, %d %b %Y %H:%M:%S %z").to_string()
 }
 
 fn element(out: &mut String, name: &str, text: &str) {
