@@ -15,7 +15,17 @@ pub const VERSION: &str = "https://jsonfeed.org/version/1.1";
 
 /// Renders the feed; `items` are newest first and already cut to `max_items`. (JSON
 /// Feed has no feed-level date, so `_now` goes unused; the signature is the formats'.)
-pub fn render(meta: &FeedMeta, items: &[StoredItem], _now: DateTime<Utc>) -> Vec<u8> {
+pub fn render(meta: &FeedMeta, items: &[StoredItem], now: DateTime<Utc>) -> Vec<u8> {
+    render_with_hub(meta, None, items, now)
+}
+
+/// [`render`] with `hubs` naming a WebSub hub.
+pub fn render_with_hub(
+    meta: &FeedMeta,
+    hub: Option<&str>,
+    items: &[StoredItem],
+    _now: DateTime<Utc>,
+) -> Vec<u8> {
     let tz = meta.timezone;
     let local = |t: DateTime<Utc>| -> DateTime<FixedOffset> { t.with_timezone(&tz).fixed_offset() };
     let mut feed = Map::new();
@@ -29,6 +39,12 @@ pub fn render(meta: &FeedMeta, items: &[StoredItem], _now: DateTime<Utc>) -> Vec
         feed.insert("language".into(), xml_safe(lang).into());
     }
     feed.insert("authors".into(), json!([{ "name": xml_safe(&meta.title) }]));
+    if let Some(hub) = hub {
+        feed.insert(
+            "hubs".into(),
+            json!([{ "type": "WebSub", "url": xml_safe(hub) }]),
+        );
+    }
     let entries: Vec<Value> = items.iter().map(|s| item(s, local)).collect();
     feed.insert("items".into(), Value::Array(entries));
     let mut out = serde_json::to_vec(&Value::Object(feed)).unwrap_or_else(|e| {

@@ -73,10 +73,21 @@ impl Format {
 
     /// Renders `items` in this format (see [`render`]).
     pub fn render(self, meta: &FeedMeta, items: &[StoredItem], now: DateTime<Utc>) -> Vec<u8> {
+        self.render_with_hub(meta, None, items, now)
+    }
+
+    /// [`Format::render`] naming a WebSub `hub` beside the self link (W3C WebSub §4).
+    pub fn render_with_hub(
+        self,
+        meta: &FeedMeta,
+        hub: Option<&str>,
+        items: &[StoredItem],
+        now: DateTime<Utc>,
+    ) -> Vec<u8> {
         match self {
-            Format::Atom => render(meta, items, now),
-            Format::Rss => rss::render(meta, items, now),
-            Format::Json => json::render(meta, items, now),
+            Format::Atom => render_atom(meta, hub, items, now),
+            Format::Rss => rss::render_with_hub(meta, hub, items, now),
+            Format::Json => json::render_with_hub(meta, hub, items, now),
         }
     }
 }
@@ -167,6 +178,15 @@ pub fn feed_id(site_id: &str) -> String {
 
 /// Renders the feed; `items` are newest first and already cut to `max_items`.
 pub fn render(meta: &FeedMeta, items: &[StoredItem], now: DateTime<Utc>) -> Vec<u8> {
+    render_atom(meta, None, items, now)
+}
+
+fn render_atom(
+    meta: &FeedMeta,
+    hub: Option<&str>,
+    items: &[StoredItem],
+    now: DateTime<Utc>,
+) -> Vec<u8> {
     let tz = meta.timezone;
     let local = |t: DateTime<Utc>| -> DateTime<FixedOffset> { t.with_timezone(&tz).fixed_offset() };
     let feed_author = Person {
@@ -184,6 +204,13 @@ pub fn render(meta: &FeedMeta, items: &[StoredItem], now: DateTime<Utc>) -> Vec<
         mime_type: Some("application/atom+xml".into()),
         ..Link::default()
     }];
+    if let Some(hub) = hub {
+        links.push(Link {
+            href: xml_safe(hub).into_owned(),
+            rel: "hub".into(),
+            ..Link::default()
+        });
+    }
     if let Some(home) = &meta.home {
         links.push(Link {
             href: xml_safe(home).into_owned(),

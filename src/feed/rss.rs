@@ -18,6 +18,16 @@ use crate::model::{xml_safe, StoredItem};
 /// The channel's `link` is the site's home; without one, the feed itself (the serving
 /// side passes the page the site is read from instead, so the self URL appears once).
 pub fn render(meta: &FeedMeta, items: &[StoredItem], now: DateTime<Utc>) -> Vec<u8> {
+    render_with_hub(meta, None, items, now)
+}
+
+/// [`render`] with an `atom:link rel="hub"` naming a WebSub hub.
+pub fn render_with_hub(
+    meta: &FeedMeta,
+    hub: Option<&str>,
+    items: &[StoredItem],
+    now: DateTime<Utc>,
+) -> Vec<u8> {
     let tz = meta.timezone;
     let local = |t: DateTime<Utc>| -> DateTime<FixedOffset> { t.with_timezone(&tz).fixed_offset() };
     let mut out = String::with_capacity(1024 + items.len() * 2048);
@@ -48,6 +58,11 @@ pub fn render(meta: &FeedMeta, items: &[StoredItem], now: DateTime<Utc>) -> Vec<
     out.push_str("<atom:link href=\"");
     escape_into(&mut out, &xml_safe(&meta.self_url));
     out.push_str("\" rel=\"self\" type=\"application/rss+xml\"/>\n");
+    if let Some(hub) = hub {
+        out.push_str("<atom:link href=\"");
+        escape_into(&mut out, &xml_safe(hub));
+        out.push_str("\" rel=\"hub\"/>\n");
+    }
     for s in items {
         item(&mut out, s, local);
     }

@@ -25,6 +25,7 @@ use tower::ServiceBuilder;
 use url::Url;
 
 mod dashboard;
+pub mod websub;
 
 use crate::feed::{FeedMeta, Format};
 use crate::metrics::Metrics;
@@ -41,6 +42,10 @@ pub struct AppState {
     pub heartbeat: Option<Arc<AtomicI64>>,
     /// Sites whose run panicked (waiting for their retry): `/healthz` says degraded.
     pub internal_errors: Arc<crate::schedule::InternalErrors>,
+    /// The WebSub hub feeds name when their site names none (`--hub`).
+    pub hub: Option<Url>,
+    /// WebSub publishes that failed, per site (shown in `/status.json`).
+    pub hub_warnings: Arc<websub::HubWarnings>,
     /// One slot per (site, format): each format is rendered and compressed on its own.
     cache: Mutex<HashMap<(String, Format), Arc<FeedSlot>>>,
 }
@@ -60,6 +65,8 @@ impl AppState {
             metrics,
             heartbeat,
             internal_errors: Arc::default(),
+            hub: None,
+            hub_warnings: Arc::default(),
             cache: Mutex::default(),
         }
     }
@@ -558,6 +565,7 @@ async fn cached_feed(
     }
     let store = state.store.clone();
     let job_site = site.clone();
+    let job_hub = site.hub.clone().or_else(|| state.hub.clone());
     let rendered = cpu_bound(move || -> Result<RenderedFeed, AppError> {
         let site = job_site;
         let items = store.recent(&site.id, site.max_items)?;
@@ -580,7 +588,8 @@ async fn cached_feed(
             language: site.language.clone(),
             timezone: site.timezone,
         };
-        let identity = format.render(&meta, &items, now);
+        let hub = job_hub.as_ref().map(Url::as_str);
+        let identity = format.render_with_hub(&meta, hub, &items, now);
         let last_modified = items.iter().map(|i| i.updated).max().unwrap_or(now);
         Ok(RenderedFeed::new(
             format,
@@ -802,6 +811,8 @@ async fn status_json(
             "file": site.path.display().to_string(),
             "schedule": site.schedule.as_str(),
             "items": state.store.count(&site.id),
+            "hub": site.hub.as_ref().or(state.hub.as_ref()).map(Url::as_str),
+            "hub_warning": state.hub_warnings.get(&site.id),
             "last_run": state.store.run_status(&site.id)?,
         }));
     }

@@ -822,3 +822,120 @@ fn json_feed_problems(v: &serde_json::Value) -> Vec<String> {
     }
     p
 }
+
+/// A WebSub hub on 127.0.0.1 that records each publish's `hub.url`.
+async fn recording_hub() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let record = seen.clone();
+    let app = axum::Router::new().route(
+        "/hub",
+        axum::routing::post(move |body: String| {
+            let record = record.clone();
+            async move {
+                let pairs: BTreeMap<String, String> = url::form_urlencoded::parse(body.as_bytes())
+                    .into_owned()
+                    .collect();
+                assert_eq!(pairs.get("hub.mode").map(String::as_str), Some("publish"));
+                if let Some(topic) = pairs.get("hub.url") {
+                    record.lock().unwrap().push(topic.clone());
+                }
+                axum::http::StatusCode::NO_CONTENT
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (format!("http://{addr}/hub"), seen)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn websub_hub_is_named_and_told_once_per_changed_feed_per_run() {
+    let (hub, seen) = recording_hub().await;
+    let tmp = TempDir::new("formats-websub");
+    let site = fixture_site_copy(&tmp);
+    let fixture = FixtureServer::start(&site, 0).await.unwrap();
+    let public = "http://feeds.example.test";
+    let (base, _p) = serve_fixture(
+        &tmp,
+        &fixture,
+        "*/2 * * * * *",
+        &["--hub", &hub, "--base-url", public],
+    )
+    .await;
+    let topics: Vec<String> = ["atom", "rss", "json"]
+        .iter()
+        .map(|ext| format!("{public}/feeds/fix.{ext}"))
+        .collect();
+    let count = |topic: &str| seen.lock().unwrap().iter().filter(|t| *t == topic).count();
+
+    // Every format names the hub and itself.
+    let atom = crate::support::get_text(format!("{base}/feeds/fix.atom")).await;
+    assert!(
+        atom.contains(&format!(r#"<link href="{hub}" rel="hub"/>"#)),
+        "{}",
+        &atom[..800]
+    );
+    let rss = crate::support::get_text(format!("{base}/feeds/fix.rss")).await;
+    assert!(rss.contains(&format!(r#"<atom:link href="{hub}" rel="hub"/>"#)));
+    assert!(rss.contains(&format!(r#"<atom:link href="{}" rel="self""#, topics[1])));
+    let json: serde_json::Value =
+        serde_json::from_str(&crate::support::get_text(format!("{base}/feeds/fix.json")).await)
+            .unwrap();
+    assert_eq!(json["hubs"][0]["type"], "WebSub");
+    assert_eq!(json["hubs"][0]["url"], hub.as_str());
+    assert!(json_feed_problems(&json).is_empty());
+    assert!(rss_problems(&rss, &topics[1]).is_empty());
+
+    // The first run stored 27 items: one publish per feed.
+    let told = crate::support::eventually(std::time::Duration::from_secs(30), || async {
+        topics.iter().all(|t| count(t) >= 1).then_some(())
+    })
+    .await;
+    assert!(told.is_some(), "hub saw {:?}", seen.lock().unwrap());
+
+    // Runs that change nothing tell the hub nothing; the run that stores a new article
+    // tells it once more per feed.
+    let status = crate::support::status_json(&base).await.unwrap();
+    let first_finished = status["sites"][0]["last_run"]["finished"].clone();
+    let quiet_run = crate::support::eventually(std::time::Duration::from_secs(30), || async {
+        let s = crate::support::status_json(&base).await?;
+        (s["sites"][0]["last_run"]["finished"] != first_finished).then_some(())
+    })
+    .await;
+    assert!(quiet_run.is_some());
+    crate::support::add_article(&site, 9999, "省直机关召开新闻发布会", "2020-05-13 10:00");
+    let told_again = crate::support::eventually(std::time::Duration::from_secs(60), || async {
+        topics.iter().all(|t| count(t) >= 2).then_some(())
+    })
+    .await;
+    assert!(told_again.is_some(), "hub saw {:?}", seen.lock().unwrap());
+    let status = crate::support::status_json(&base).await.unwrap();
+    assert!(status["sites"][0]["hub_warning"].is_null(), "{status}");
+    assert_eq!(status["sites"][0]["hub"], hub.as_str());
+    let seen_now = seen.lock().unwrap().clone();
+    for t in &topics {
+        assert_eq!(
+            seen_now.iter().filter(|s| *s == t).count(),
+            2,
+            "{t}: {seen_now:?}"
+        );
+    }
+    assert_eq!(seen_now.len(), 6, "{seen_now:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn websub_without_a_public_base_warns_in_the_status() {
+    let (hub, seen) = recording_hub().await;
+    let tmp = TempDir::new("formats-websub-nobase");
+    let fixture = FixtureServer::start(&fixture_site_copy(&tmp), 0)
+        .await
+        .unwrap();
+    let (base, _p) = serve_fixture(&tmp, &fixture, "0 0 1 1 *", &["--hub", &hub]).await;
+    let status = crate::support::status_json(&base).await.unwrap();
+    let warning = status["sites"][0]["hub_warning"].as_str().unwrap_or("");
+    assert!(warning.contains("--base-url"), "{status}");
+    let atom = crate::support::get_text(format!("{base}/feeds/fix.atom")).await;
+    assert!(atom.contains(&format!(r#"<link href="{hub}" rel="hub"/>"#)));
+    assert!(seen.lock().unwrap().is_empty());
+}
