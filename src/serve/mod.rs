@@ -1,7 +1,8 @@
 //! The HTTP side: feeds, the dashboard (`dashboard`), OPML, status, health and metrics.
 //!
-//! A feed is rendered and compressed (gzip, brotli) once per store change and cached, so a
-//! poll costs a hash-map lookup: no rendering, no store scan. Each representation has its
+//! A feed is rendered and compressed (gzip, brotli) once per store change and format
+//! (Atom, RSS 2.0, JSON Feed) and cached, so a poll costs a hash-map lookup: no rendering,
+//! no store scan. Each representation has its
 //! own strong ETag (RFC 9110: different bytes, different tag). Serving never fetches and
 //! never touches the file system: a feed name that is not a known site id is a 404.
 
