@@ -1,9 +1,10 @@
 #!/bin/sh
 # Competitor scores for the automatic article extractor (issue 15 item 5).
-# Installs GNE + trafilatura into a venv under target/ and runs
-# bench/auto_competitors.py on fixtures/auto/{zh,multi}. Extra arguments are
-# passed through, e.g. to score feedbridge's own output as well:
-#   bench/auto.sh --predictions target/feedbridge-auto.jsonl --name feedbridge
+# Builds feedbridge (release), runs `feedbridge extract --json` on every labelled page,
+# installs GNE + trafilatura into a venv under target/ and scores all three on
+# fixtures/auto/{zh,multi} with bench/auto_competitors.py. Extra arguments are passed
+# through to it. Pages/s: the script's column is per process for feedbridge (start-up
+# included); in-process speed is `cargo bench --bench extract -- auto`.
 set -eu
 cd "$(dirname "$0")/.."
 VENV=${AUTO_VENV:-target/autovenv}
@@ -12,4 +13,7 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 "$VENV/bin/pip" install -q --disable-pip-version-check \
     gne trafilatura lxml_html_clean python-dateutil
-exec "$VENV/bin/python" bench/auto_competitors.py "$@"
+cargo build --release --locked --quiet
+python3 bench/auto_feedbridge.py target/release/feedbridge target/feedbridge-auto.jsonl
+exec "$VENV/bin/python" bench/auto_competitors.py \
+    --predictions target/feedbridge-auto.jsonl --name feedbridge "$@"

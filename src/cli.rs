@@ -12,14 +12,14 @@ use tokio::sync::watch;
 use url::Url;
 
 use crate::config::{self, LogFormat, RawCrawlSettings, RawFetchSettings, RawSettings, Settings};
-use crate::extract::{extract_article, extract_list, item_from_entry};
+use crate::extract::{extract_article, item_from_entry};
 use crate::fetch::{FetchOutcome, Fetcher, Manners};
 use crate::fixture_server::{bundled_site_dir, FixtureServer};
 use crate::metrics::Metrics;
 use crate::model::{Item, ListEntry, Page};
 use crate::schedule::{self, Crawler, Scheduler};
 use crate::serve::{self, AppState};
-use crate::site::{self, Site, SiteSet, Source};
+use crate::site::{self, Site, SiteSet};
 use crate::store::{Outcome, Store};
 
 /// Turns web sites without feeds into Atom feeds.
@@ -169,6 +169,17 @@ pub async fn run(cli: Cli) -> Result<()> {
     let settings = |raw: RawSettings| -> Result<Settings> {
         config::load(raw, config_file.as_deref()).map_err(|e| config_failure(e.to_string()))
     };
+    // Commands that only fetch (preview, extract, suggest) take the operator's
+    // User-Agent, timeout and delay from flags, environment or file.
+    let fetch_only = |raw: RawFetchSettings| {
+        settings(RawSettings {
+            crawl: RawCrawlSettings {
+                fetch: raw,
+                ..RawCrawlSettings::default()
+            },
+            ..RawSettings::default()
+        })
+    };
     match cli.command {
         Command::Serve { settings: raw } => {
             let s = settings(raw)?;
@@ -197,14 +208,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             limit,
             settings: raw,
         } => {
-            // The operator's User-Agent, timeout and delay, from flags, environment or file.
-            let s = settings(RawSettings {
-                crawl: RawCrawlSettings {
-                    fetch: raw,
-                    ..RawCrawlSettings::default()
-                },
-                ..RawSettings::default()
-            })?;
+            let s = fetch_only(raw)?;
             init_logging(LogFormat::Human);
             preview_cmd(
                 &s,
@@ -226,13 +230,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             json,
             settings: raw,
         } => {
-            let s = settings(RawSettings {
-                crawl: RawCrawlSettings {
-                    fetch: raw,
-                    ..RawCrawlSettings::default()
-                },
-                ..RawSettings::default()
-            })?;
+            let s = fetch_only(raw)?;
             init_logging(LogFormat::Human);
             extract_cmd(
                 &s,
@@ -256,13 +254,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             selectors,
             settings: raw,
         } => {
-            let s = settings(RawSettings {
-                crawl: RawCrawlSettings {
-                    fetch: raw,
-                    ..RawCrawlSettings::default()
-                },
-                ..RawSettings::default()
-            })?;
+            let s = fetch_only(raw)?;
             init_logging(LogFormat::Human);
             let opts = crate::suggest::Options {
                 url,
@@ -735,10 +727,6 @@ fn preview_saved(
     now: chrono::DateTime<Utc>,
     notes: &mut Vec<String>,
 ) -> Vec<Item> {
-    let list_rules = match &site.source {
-        Source::List { rules, .. } => Some(rules),
-        Source::Feed { .. } => None,
-    };
     let as_article = match kind {
         Some(k) => k == "article",
         None => crate::extract::article_rules(site).is_some_and(|a| {
@@ -750,27 +738,26 @@ fn preview_saved(
                 .any(|f| f.matches(root).next().is_some())
         }),
     };
-    match (as_article, crate::extract::article_rules(site), list_rules) {
-        (true, Some(rules), _) => {
+    match (as_article, crate::extract::article_rules(site)) {
+        (true, Some(rules)) => {
             let entry = ListEntry {
                 url: Some(crate::model::canonical_url(&page.url)),
                 ..ListEntry::default()
             };
             vec![extract_article(page, site, rules, &entry, now)]
         }
-        (_, _, Some(rules)) => {
-            let list = extract_list(page, site, rules, now);
-            notes.extend(list.warnings);
-            if let Some(next) = list.next {
-                notes.push(format!("next page: {next}"));
+        _ => match crate::extract::listing(page, site, now) {
+            Ok(listing) => {
+                notes.extend(listing.warnings);
+                if let Some(next) = listing.next {
+                    notes.push(format!("next page: {next}"));
+                }
+                listing
+                    .entries
+                    .iter()
+                    .map(|e| item_from_entry(e, site))
+                    .collect()
             }
-            list.entries
-                .iter()
-                .map(|e| item_from_entry(e, site))
-                .collect()
-        }
-        _ => match crate::upstream::entries(page, site, now) {
-            Ok(entries) => entries.iter().map(|e| item_from_entry(e, site)).collect(),
             Err(e) => {
                 notes.push(e.to_string());
                 Vec::new()
@@ -1035,7 +1022,8 @@ async fn demo_cmd(listen: String, data: Option<PathBuf>) -> Result<()> {
     let result = run_service(&settings, store, sites, None, |addr| {
         println!("feedbridge demo");
         println!("  fixture site  {fixture_origin}/utf8/gzdt/ (and a GBK copy under /gbk/)");
-        println!("  index         http://{addr}/");
+        println!("  dashboard     http://{addr}/");
+        println!("  site page     http://{addr}/sites/fixture-gzdt");
         println!("  feed          http://{addr}/feeds/fixture-gzdt.atom");
         println!("  status        http://{addr}/status.json");
         println!("Press Ctrl-C to stop.");

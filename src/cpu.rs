@@ -1,11 +1,12 @@
-//! A bounded place for CPU-bound work (HTML parsing and extraction; later feed
+//! A bounded place for CPU-bound work (HTML parsing and extraction, feed rendering and
 //! compression), because a slow parse on an async worker stalls every request and timer
 //! sharing that worker: `/healthz`, feeds, even SIGTERM handling.
 //!
-//! [`run_cpu`] runs a closure on tokio's blocking pool, but at most one closure per core
-//! at a time: callers beyond that wait (asynchronously) for a permit, so the queue is
-//! the set of waiting futures and the blocking pool never grows past the core count
-//! because of us.
+//! [`run_cpu`] (the crawl's lane) and [`run_serve`] (the server's) run a closure on
+//! tokio's blocking pool, each lane at most one closure per core at a time: callers
+//! beyond that wait (asynchronously) for a permit, so the queue is the set of waiting
+//! futures and the blocking pool never grows past the lanes' bound because of us. Two
+//! lanes, so rendering a changed feed never queues behind a crawl of hostile pages.
 
 use std::sync::{Arc, LazyLock};
 
@@ -19,11 +20,24 @@ pub enum CpuError {
     Cancelled,
 }
 
-/// One permit per core: more parallel parses than cores only adds latency to all of them.
-static PERMITS: LazyLock<Arc<Semaphore>> = LazyLock::new(|| {
+fn per_core() -> Arc<Semaphore> {
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     Arc::new(Semaphore::new(cores))
-});
+}
+
+/// One permit per core: more parallel parses than cores only adds latency to all of them.
+static PERMITS: LazyLock<Arc<Semaphore>> = LazyLock::new(per_core);
+/// The server's lane (feed rendering and compression on a cache miss).
+static SERVE_PERMITS: LazyLock<Arc<Semaphore>> = LazyLock::new(per_core);
+
+/// [`run_cpu`] on the server's lane.
+pub async fn run_serve<F, R>(f: F) -> Result<R, CpuError>
+where
+    F: FnOnce() -> R + Send + 'static,
+    R: Send + 'static,
+{
+    run_on(&SERVE_PERMITS, f).await
+}
 
 /// Runs `f` off the async workers, at most one call per core at once; waits for a free
 /// core first. A panic in `f` is resumed in the caller, as if `f` had run inline, so a
@@ -36,7 +50,15 @@ where
     F: FnOnce() -> R + Send + 'static,
     R: Send + 'static,
 {
-    let permit = PERMITS
+    run_on(&PERMITS, f).await
+}
+
+async fn run_on<F, R>(lane: &Arc<Semaphore>, f: F) -> Result<R, CpuError>
+where
+    F: FnOnce() -> R + Send + 'static,
+    R: Send + 'static,
+{
+    let permit = lane
         .clone()
         .acquire_owned()
         .await

@@ -14,6 +14,13 @@
 //! `schedule::refresh` is the only place that calls fetch, extract and store together;
 //! the scheduler only decides *when*. `extract` and `feed` do no I/O and never read the
 //! clock: the time is passed in, so both are tested with plain values.
+//!
+//! Beside the flow: `url_policy` decides which URLs found in hostile pages may be
+//! fetched (fetch and extract both ask it); `cpu` runs parsing, extraction and
+//! compression on a bounded blocking pool, never on the async workers that serve HTTP;
+//! `extract::listing` and `extract::extract_article` are the one reading of a page for
+//! the crawler and `preview`, with `extract::auto` filling what selectors miss; `suggest`
+//! writes a selector file from a list page, on top of extract and fetch.
 
 pub mod cli;
 pub mod config;
@@ -30,5 +37,4 @@ pub mod serve;
 pub mod site;
 pub mod store;
 pub mod suggest;
-pub mod upstream;
 pub mod url_policy;

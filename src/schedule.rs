@@ -17,12 +17,11 @@ use tokio::sync::{watch, Semaphore};
 use url::Url;
 
 use crate::cpu::run_cpu;
-use crate::extract::{article_rules, extract_article, extract_list, item_from_entry};
+use crate::extract::{article_rules, extract_article, item_from_entry, listing};
 use crate::fetch::{FetchError, FetchOutcome, Fetcher, Manners};
 use crate::model::{Item, ListEntry, Validators};
 use crate::site::{Site, SiteSet, Source};
 use crate::store::{Outcome, RunStatus, Store, Upsert};
-use crate::upstream;
 use crate::url_policy::UrlPolicy;
 
 /// What a refresh needs: the shared fetcher and store.
@@ -378,68 +377,36 @@ pub async fn read_lists(
             };
             // Parsing is CPU work with a bounded cost, but never on an async worker.
             let parse_site = shared_site.clone();
-            let parsed = run_cpu(move || match &parse_site.source {
-                Source::List { rules, .. } => {
-                    Parsed::List(extract_list(&page, &parse_site, rules, Utc::now()))
+            let parsed = run_cpu(move || listing(&page, &parse_site, Utc::now())).await;
+            let found = match parsed {
+                Ok(Ok(listing)) => {
+                    if listing.matched == 0 && page_no == 0 {
+                        lists.matched_nothing = Some(match &site.source {
+                            Source::List { rules, .. } => format!(
+                                "{url}: list.item {:?} matched nothing; the site probably changed its markup",
+                                rules.item_css
+                            ),
+                            Source::Feed { .. } => {
+                                format!("{url}: the upstream feed has no entries")
+                            }
+                        });
+                    }
+                    lists.warnings.extend(listing.warnings);
+                    (listing.entries, listing.next)
                 }
-                Source::Feed { .. } => {
-                    Parsed::Feed(upstream::entries(&page, &parse_site, Utc::now()))
+                Ok(Err(e)) => {
+                    lists.validators.pop();
+                    lists
+                        .error
+                        .get_or_insert(("upstream".into(), e.to_string()));
+                    (Vec::new(), None)
                 }
-            })
-            .await;
-            let parsed = match parsed {
-                Ok(p) => p,
                 Err(e) => {
                     lists
                         .error
                         .get_or_insert(("internal".into(), e.to_string()));
                     break;
                 }
-            };
-            let found = match (parsed, &site.source) {
-                (Parsed::List(list), Source::List { rules, .. }) => {
-                    if list.matched == 0 && page_no == 0 {
-                        lists.matched_nothing = Some(format!(
-                            "{url}: list.item {:?} matched nothing; the site probably changed its markup",
-                            rules.item_css
-                        ));
-                    }
-                    lists.warnings.extend(list.warnings.into_iter().take(5));
-                    let next = list.next;
-                    (list.entries, next)
-                }
-                (Parsed::Feed(feed), _) => match feed {
-                    Ok(entries) => {
-                        // Entries whose link was refused say why (they are kept, like
-                        // link-less ones, under a stand-in URL that is never fetched).
-                        lists.warnings.extend(
-                            entries
-                                .iter()
-                                .flat_map(|e| e.warnings.iter().cloned())
-                                .take(5),
-                        );
-                        let linkless = upstream::count_without_link(&entries);
-                        if linkless > 0 {
-                            lists.warnings.push(format!(
-                                "{url}: {linkless} upstream entries have no link; kept, linking to {}",
-                                site.home.as_ref().unwrap_or(&url)
-                            ));
-                        }
-                        if entries.is_empty() {
-                            lists.matched_nothing =
-                                Some(format!("{url}: the upstream feed has no entries"));
-                        }
-                        (entries, None)
-                    }
-                    Err(e) => {
-                        lists.validators.pop();
-                        lists
-                            .error
-                            .get_or_insert(("upstream".into(), e.to_string()));
-                        (Vec::new(), None)
-                    }
-                },
-                (Parsed::List(_), Source::Feed { .. }) => (Vec::new(), None),
             };
             let (entries, next) = found;
             lists.entries.extend(
@@ -454,12 +421,6 @@ pub async fn read_lists(
         }
     }
     lists
-}
-
-/// What the CPU pool gave back for one list page or feed.
-enum Parsed {
-    List(crate::extract::ListPage),
-    Feed(Result<Vec<ListEntry>, upstream::UpstreamError>),
 }
 
 /// A run in progress.

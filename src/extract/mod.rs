@@ -9,6 +9,7 @@ pub mod auto;
 pub mod bounded;
 pub mod charset;
 pub mod sanitize;
+pub mod upstream;
 
 use std::collections::HashSet;
 
@@ -74,6 +75,64 @@ impl Document {
 
 static BASE_HREF: std::sync::LazyLock<Selector> =
     std::sync::LazyLock::new(|| Selector::parse("base[href]").expect("static selector"));
+
+/// What one list page or upstream feed gave: the one reading of "page -> entries" that
+/// the crawler, `preview` and the golden tests share.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Listing {
+    /// Entries in page order; upstream entries without a usable link carry a stand-in URL.
+    pub entries: Vec<ListEntry>,
+    /// The next list page, when `next` is set and matched a link.
+    pub next: Option<Url>,
+    /// Elements `list.item` matched, or entries the feed had: 0 means the markup (or the
+    /// feed) probably changed.
+    pub matched: usize,
+    /// Problems with whole-page scope, at most a handful.
+    pub warnings: Vec<String>,
+}
+
+/// Reads a page of the site's source: a list page with `[list]`, or the upstream feed.
+pub fn listing(
+    page: &Page,
+    site: &Site,
+    now: DateTime<Utc>,
+) -> Result<Listing, upstream::UpstreamError> {
+    match &site.source {
+        crate::site::Source::List { rules, .. } => {
+            let list = extract_list(page, site, rules, now);
+            Ok(Listing {
+                matched: list.matched,
+                entries: list.entries,
+                next: list.next,
+                warnings: list.warnings.into_iter().take(5).collect(),
+            })
+        }
+        crate::site::Source::Feed { .. } => {
+            let entries = upstream::entries(page, site, now)?;
+            // Entries whose link was refused say why (they are kept, like link-less ones,
+            // under a stand-in URL that is never fetched).
+            let mut warnings: Vec<String> = entries
+                .iter()
+                .flat_map(|e| e.warnings.iter().cloned())
+                .take(5)
+                .collect();
+            let linkless = upstream::count_without_link(&entries);
+            if linkless > 0 {
+                warnings.push(format!(
+                    "{}: {linkless} upstream entries have no link; kept, linking to {}",
+                    page.url,
+                    site.home.as_ref().unwrap_or(&page.url)
+                ));
+            }
+            Ok(Listing {
+                matched: entries.len(),
+                entries,
+                next: None,
+                warnings,
+            })
+        }
+    }
+}
 
 /// Reads a list page with the site's `[list]` rules.
 pub fn extract_list(page: &Page, site: &Site, rules: &ListRules, now: DateTime<Utc>) -> ListPage {

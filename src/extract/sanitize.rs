@@ -326,19 +326,22 @@ pub fn absolute(base: &Url, href: &str, image: bool) -> Option<String> {
 /// (keyword stuffing, tracking) must not appear once the styles are gone.
 fn is_hidden(el: ElementRef<'_>) -> bool {
     let v = el.value();
-    if v.attr("hidden").is_some()
-        || v.attr("aria-hidden") == Some("true") && el.text().all(|t| t.trim().is_empty())
-    {
-        return true;
-    }
-    v.attr("style").is_some_and(|s| {
-        let s: String = s
-            .chars()
-            .filter(|c| !c.is_whitespace())
-            .collect::<String>()
-            .to_ascii_lowercase();
-        s.contains("display:none") || s.contains("visibility:hidden")
-    })
+    v.attr("aria-hidden") == Some("true") && el.text().all(|t| t.trim().is_empty())
+        || hidden_by_markup(v)
+}
+
+/// `hidden`, or a style that hides the element: shared by the sanitizer and automatic
+/// extraction's body scoring.
+pub fn hidden_by_markup(v: &scraper::node::Element) -> bool {
+    v.attr("hidden").is_some()
+        || v.attr("style").is_some_and(|s| {
+            let s: String = s
+                .chars()
+                .filter(|c| !c.is_whitespace())
+                .collect::<String>()
+                .to_ascii_lowercase();
+            s.contains("display:none") || s.contains("visibility:hidden")
+        })
 }
 
 fn is_space(c: char) -> bool {

@@ -312,18 +312,12 @@ fn placeholder() -> &'static str {
     })
 }
 
-/// The one place CPU-heavy work (rendering, compressing) runs: on the blocking pool, at
-/// most one job per core at a time, never on the async workers.
+/// The one place CPU-heavy work (rendering, compressing) runs: the server's lane of the
+/// bounded blocking pool ([`crate::cpu::run_serve`]), never the async workers.
 pub async fn cpu_bound<T: Send + 'static>(
     job: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, AppError> {
-    static CORES: std::sync::OnceLock<Arc<tokio::sync::Semaphore>> = std::sync::OnceLock::new();
-    let cores = CORES.get_or_init(|| {
-        let n = std::thread::available_parallelism().map_or(2, usize::from);
-        Arc::new(tokio::sync::Semaphore::new(n))
-    });
-    let _permit = cores.acquire().await.map_err(|_| AppError::Busy)?;
-    Ok(tokio::task::spawn_blocking(job).await?)
+    crate::cpu::run_serve(job).await.map_err(|_| AppError::Busy)
 }
 
 /// The one place errors become HTTP statuses.
@@ -333,8 +327,6 @@ pub enum AppError {
     NotFound(String),
     #[error("store error: {0}")]
     Store(#[from] crate::store::StoreError),
-    #[error("rendering failed: {0}")]
-    Render(#[from] tokio::task::JoinError),
     #[error("overloaded, retry shortly")]
     Busy,
 }
@@ -343,9 +335,7 @@ impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         let status = match self {
             AppError::NotFound(_) => StatusCode::NOT_FOUND,
-            AppError::Store(_) | AppError::Render(_) | AppError::Busy => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            AppError::Store(_) | AppError::Busy => StatusCode::SERVICE_UNAVAILABLE,
         };
         (
             status,

@@ -11,7 +11,7 @@
 
 use chrono::{TimeZone, Utc};
 use feedbridge::cli::preview_json;
-use feedbridge::extract::{extract_article, extract_list, item_from_entry};
+use feedbridge::extract::{extract_article, item_from_entry, listing};
 use feedbridge::model::{canonical_url, ListEntry, Page};
 use feedbridge::site::{self, Source};
 use url::Url;
@@ -31,24 +31,22 @@ fn golden_value(site: &site::Site, name: &str, page: &Page) -> serde_json::Value
     let json = |item: &feedbridge::model::Item| {
         serde_json::from_str::<serde_json::Value>(&preview_json(item)).unwrap()
     };
-    if name.starts_with("feed-") {
-        let entries = feedbridge::upstream::entries(page, site, now).expect("upstream feed parses");
-        let items: Vec<_> = entries
-            .iter()
-            .map(|e| json(&item_from_entry(e, site)))
-            .collect();
-        serde_json::json!({ "items": items })
-    } else if name.starts_with("list-") {
-        let Source::List { rules, .. } = &site.source else {
-            panic!("{name}: a list page for a feed site")
-        };
-        let list = extract_list(page, site, rules, now);
-        let items: Vec<_> = list
+    // The same entry point the crawler and `preview` read pages with.
+    if name.starts_with("feed-") || name.starts_with("list-") {
+        let listing = listing(page, site, now).expect("the page reads");
+        let items: Vec<_> = listing
             .entries
             .iter()
             .map(|e| json(&item_from_entry(e, site)))
             .collect();
-        serde_json::json!({ "matched": list.matched, "next": list.next.map(|u| u.to_string()), "items": items })
+        match &site.source {
+            Source::Feed { .. } => serde_json::json!({ "items": items }),
+            Source::List { .. } => serde_json::json!({
+                "matched": listing.matched,
+                "next": listing.next.map(|u| u.to_string()),
+                "items": items
+            }),
+        }
     } else {
         let rules = site.article.as_ref().expect("article rules");
         let entry = ListEntry {

@@ -94,15 +94,7 @@ fn is_space(c: char) -> bool {
 }
 
 pub fn is_hidden(el: &scraper::node::Element) -> bool {
-    el.attr("hidden").is_some()
-        || el.attr("style").is_some_and(|s| {
-            let s: String = s
-                .chars()
-                .filter(|c| !c.is_whitespace())
-                .collect::<String>()
-                .to_ascii_lowercase();
-            s.contains("display:none") || s.contains("visibility:hidden")
-        })
+    crate::extract::sanitize::hidden_by_markup(el)
 }
 
 struct Frame {
