@@ -48,9 +48,10 @@ pids+=($(cat "$work/nginx.pid"))
 nginx_url=http://127.0.0.1:$NGINX_PORT/bench.atom
 nginx_etag=$(curl -sI "$nginx_url" | grep -i '^etag:' | cut -d' ' -f2 | tr -d '\r')
 
-bench() { # name url [etag]
+bench() { # name url [etag] [header]
   local args=(-t2 -c"$CONNS" -d"$DURATION" --latency)
   [ -n "${3:-}" ] && args+=(-H "If-None-Match: $3")
+  [ -n "${4:-}" ] && args+=(-H "$4")
   local out; out=$(wrk "${args[@]}" "$2")
   local rps; rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
   local p99; p99=$(echo "$out" | awk '$1=="99%" {print $2}')
@@ -62,5 +63,12 @@ bench "feedbridge 200" "$url"
 bench "nginx 200" "$nginx_url"
 bench "feedbridge 304" "$url" "$etag"
 bench "nginx 304" "$nginx_url" "$nginx_etag"
+# Each format's cached path (issue 13): identity and gzip (spliced per Host) bodies.
+for ext in atom rss json; do
+  f=http://127.0.0.1:$FB_PORT/feeds/bench.$ext
+  echo "$ext: $(curl -s "$f" | wc -c) bytes, $(curl -s -H 'Accept-Encoding: gzip' "$f" | wc -c) gzipped"
+  bench "feedbridge $ext 200" "$f"
+  bench "feedbridge $ext 200 gzip" "$f" "" "Accept-Encoding: gzip"
+done
 echo "feedbridge peak RSS: $(awk '/VmHWM/ {printf "%.1f MiB", $2/1024}' /proc/$fb/status)"
 echo "runs during the test: $(grep -c 'items new' "$work/serve.log" || true)"

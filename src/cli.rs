@@ -344,6 +344,8 @@ async fn run_service(
     };
     let addr = listener.local_addr()?;
 
+    let hub_warnings = Arc::new(serve::websub::HubWarnings::default());
+    let publisher = websub_publisher(settings, &store, &sites_rx, &hub_warnings)?;
     let scheduler = Scheduler::new(crawler, settings.concurrency);
     let heartbeat = scheduler.heartbeat.clone();
     let internal_errors = scheduler.internal_errors.clone();
@@ -369,6 +371,9 @@ async fn run_service(
         Some(heartbeat),
     );
     state.internal_errors = internal_errors;
+    state.hub = settings.hub.clone();
+    state.hub_warnings = hub_warnings;
+    let publisher_task = publisher.map(|p| tokio::spawn(p.run(shutdown_rx.clone())));
     let state = Arc::new(state);
     let app = serve::app(state);
     let fd_limit = serve::raise_fd_limit();
@@ -395,6 +400,9 @@ async fn run_service(
     tracing::info!("stopping: no new runs, finishing the ones in flight");
     let _ = shutdown_tx.send(true);
     let _ = scheduler_task.await;
+    if let Some(p) = publisher_task {
+        let _ = p.await;
+    }
     if let Some(w) = watcher_task {
         let _ = w.await;
     }
@@ -404,6 +412,46 @@ async fn run_service(
     drop(sites_tx);
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The WebSub publisher (whenever the public base is known: a selector file may gain a
+/// `hub` later); it needs the base for topic URLs, so without `--base-url` feeds name the
+/// hub but nothing is published, and every site with a hub says so.
+fn websub_publisher(
+    settings: &Settings,
+    store: &Arc<Store>,
+    sites: &watch::Receiver<Arc<SiteSet>>,
+    warnings: &Arc<serve::websub::HubWarnings>,
+) -> Result<Option<serve::websub::Publisher>> {
+    let set = sites.borrow().clone();
+    let with_hub: Vec<&String> = set
+        .sites
+        .values()
+        .filter(|s| s.hub.is_some() || settings.hub.is_some())
+        .map(|s| &s.id)
+        .collect();
+    let Some(base) = settings.base_url.clone() else {
+        if with_hub.is_empty() {
+            return Ok(None);
+        }
+        tracing::warn!("a WebSub hub is set but --base-url is not: feeds name the hub, but it is never told of changes (topic URLs need the public base)");
+        for id in with_hub {
+            warnings.set(
+                id,
+                Some("WebSub: no --base-url, so the hub is never told of changes".into()),
+            );
+        }
+        return Ok(None);
+    };
+    let publisher = serve::websub::Publisher::new(
+        store.clone(),
+        sites.clone(),
+        base,
+        settings.hub.clone(),
+        warnings.clone(),
+    )
+    .context("cannot build the WebSub client")?;
+    Ok(Some(publisher))
 }
 
 async fn serve_cmd(settings: Settings) -> Result<()> {

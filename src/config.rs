@@ -43,6 +43,10 @@ pub struct RawSettings {
     /// https://feeds.example.org/) [default: taken from each request's Host]
     #[arg(long, env = "FEEDBRIDGE_BASE_URL", value_name = "URL")]
     pub base_url: Option<String>,
+    /// WebSub hub every feed names and is told about after a run that changed it (a
+    /// selector file's `hub` wins); needs --base-url for the topic URLs [default: none]
+    #[arg(long, env = "FEEDBRIDGE_HUB", value_name = "URL")]
+    pub hub: Option<String>,
     /// Concurrent HTTP requests served before answering 503 [default: 512]
     #[arg(long, env = "FEEDBRIDGE_MAX_CONNECTIONS", value_name = "N")]
     pub max_connections: Option<usize>,
@@ -127,6 +131,8 @@ pub struct Settings {
     pub data_dir: PathBuf,
     pub selectors_dir: PathBuf,
     pub base_url: Option<Url>,
+    /// The WebSub hub for every site without its own `hub`.
+    pub hub: Option<Url>,
     pub concurrency: usize,
     pub default_delay: Duration,
     pub fetch: FetchSettings,
@@ -144,6 +150,7 @@ impl RawSettings {
         RawSettings {
             listen: self.listen.or(other.listen),
             base_url: self.base_url.or(other.base_url),
+            hub: self.hub.or(other.hub),
             max_connections: self.max_connections.or(other.max_connections),
             max_open_connections: self.max_open_connections.or(other.max_open_connections),
             header_timeout: self.header_timeout.or(other.header_timeout),
@@ -282,6 +289,19 @@ pub fn resolve(raw: RawSettings) -> Result<Settings, ConfigError> {
             Some(url)
         }
     };
+    let hub = match raw.hub {
+        None => None,
+        Some(h) => Some(
+            Url::parse(&h)
+                .ok()
+                .filter(|u| matches!(u.scheme(), "http" | "https"))
+                .ok_or_else(|| ConfigError::Invalid {
+                    key: "hub",
+                    value: h.clone(),
+                    message: "expected an absolute http(s) URL of a WebSub hub".into(),
+                })?,
+        ),
+    };
     let concurrency = raw.crawl.concurrency.unwrap_or(4);
     if !(1..=256).contains(&concurrency) {
         return Err(ConfigError::Invalid {
@@ -354,6 +374,7 @@ pub fn resolve(raw: RawSettings) -> Result<Settings, ConfigError> {
             .selectors
             .unwrap_or_else(|| PathBuf::from("selectors")),
         base_url,
+        hub,
         concurrency,
         default_delay: duration("delay", raw.crawl.fetch.delay, Duration::from_secs(1))?,
         fetch: FetchSettings {

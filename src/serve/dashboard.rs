@@ -177,6 +177,23 @@ fn page(title: &str, head: &str, body: &str) -> String {
     )
 }
 
+/// Autodiscovery links for a feed in every format, from its Atom URL (Atom first:
+/// readers that take the first link get the richest format).
+fn alternate_links(title: &str, atom_url: &str) -> String {
+    let stem = atom_url.strip_suffix(".atom").unwrap_or(atom_url);
+    let mut links = String::new();
+    for format in crate::feed::Format::ALL {
+        let _ = writeln!(
+            links,
+            r#"<link rel="alternate" type="{}" title="{}" href="{}">"#,
+            format.media_type(),
+            esc(title),
+            esc(&format!("{stem}.{}", format.ext()))
+        );
+    }
+    links
+}
+
 /// `/`: every feed with its state, and the selector files that failed to load.
 pub fn render_index(
     base: &str,
@@ -189,12 +206,7 @@ pub fn render_index(
     for row in rows {
         let site = row.site;
         let feed = format!("{base}/feeds/{}.atom", site.id);
-        let _ = writeln!(
-            links,
-            r#"<link rel="alternate" type="application/atom+xml" title="{}" href="{}">"#,
-            esc(&site.title),
-            esc(&feed)
-        );
+        links.push_str(&alternate_links(&site.title, &feed));
         let (status, last_run, fields, error) = match &row.last {
             Some(s) => {
                 let (words, class) = outcome_words(s.outcome);
@@ -274,11 +286,7 @@ pub fn render_site(p: &SitePage<'_>, now: DateTime<Utc>) -> String {
     let site = p.site;
     let tz = site.timezone;
     let lang = lang_attr(site);
-    let head = format!(
-        r#"<link rel="alternate" type="application/atom+xml" title="{}" href="{}">"#,
-        esc(&site.title),
-        esc(&p.feed_url)
-    );
+    let head = alternate_links(&site.title, &p.feed_url);
     let mut body = String::new();
     let _ = writeln!(
         body,

@@ -1,7 +1,8 @@
 //! The HTTP side: feeds, the dashboard (`dashboard`), OPML, status, health and metrics.
 //!
-//! A feed is rendered and compressed (gzip, brotli) once per store change and cached, so a
-//! poll costs a hash-map lookup: no rendering, no store scan. Each representation has its
+//! A feed is rendered and compressed (gzip, brotli) once per store change and format
+//! (Atom, RSS 2.0, JSON Feed) and cached, so a poll costs a hash-map lookup: no rendering,
+//! no store scan. Each representation has its
 //! own strong ETag (RFC 9110: different bytes, different tag). Serving never fetches and
 //! never touches the file system: a feed name that is not a known site id is a 404.
 
@@ -25,8 +26,9 @@ use tower::ServiceBuilder;
 use url::Url;
 
 mod dashboard;
+pub mod websub;
 
-use crate::feed::{render, FeedMeta};
+use crate::feed::{FeedMeta, Format};
 use crate::metrics::Metrics;
 use crate::site::{Site, SiteSet};
 use crate::store::Store;
@@ -41,7 +43,12 @@ pub struct AppState {
     pub heartbeat: Option<Arc<AtomicI64>>,
     /// Sites whose run panicked (waiting for their retry): `/healthz` says degraded.
     pub internal_errors: Arc<crate::schedule::InternalErrors>,
-    cache: Mutex<HashMap<String, Arc<FeedSlot>>>,
+    /// The WebSub hub feeds name when their site names none (`--hub`).
+    pub hub: Option<Url>,
+    /// WebSub publishes that failed, per site (shown in `/status.json`).
+    pub hub_warnings: Arc<websub::HubWarnings>,
+    /// One slot per (site, format): each format is rendered and compressed on its own.
+    cache: Mutex<HashMap<(String, Format), Arc<FeedSlot>>>,
 }
 
 impl AppState {
@@ -59,20 +66,23 @@ impl AppState {
             metrics,
             heartbeat,
             internal_errors: Arc::default(),
+            hub: None,
+            hub_warnings: Arc::default(),
             cache: Mutex::default(),
         }
     }
 
-    fn slot(&self, site_id: &str) -> Arc<FeedSlot> {
+    fn slot(&self, site_id: &str, format: Format) -> Arc<FeedSlot> {
         let Ok(mut cache) = self.cache.lock() else {
             return Arc::new(FeedSlot::default());
         };
-        if let Some(slot) = cache.get(site_id) {
+        let key = (site_id.to_owned(), format);
+        if let Some(slot) = cache.get(&key) {
             return slot.clone();
         }
         // A deleted selector file's feed leaves the cache when another one arrives.
-        cache.retain(|id, _| self.sites.borrow().sites.contains_key(id));
-        cache.entry(site_id.to_owned()).or_default().clone()
+        cache.retain(|(id, _), _| self.sites.borrow().sites.contains_key(id));
+        cache.entry(key).or_default().clone()
     }
 }
 
@@ -104,6 +114,7 @@ const BROTLI_VARIANTS: usize = 4;
 /// deflated suffix and a CRC combined from the parts'. Rotating Host headers cost no render
 /// and no compression.
 struct RenderedFeed {
+    format: Format,
     generation: u64,
     fingerprint: [u8; 32],
     prefix: Bytes,
@@ -195,6 +206,7 @@ impl RenderedFeed {
     /// Splits a feed rendered with `placeholder` as its base; a rendering without exactly
     /// one placeholder is served unspliced.
     fn new(
+        format: Format,
         identity: Vec<u8>,
         placeholder: &str,
         generation: u64,
@@ -219,6 +231,7 @@ impl RenderedFeed {
         hasher.update(&prefix);
         hasher.update(&suffix);
         RenderedFeed {
+            format,
             generation,
             fingerprint: site.fingerprint,
             gzip: GzipParts::new(&prefix, &suffix),
@@ -232,12 +245,15 @@ impl RenderedFeed {
         }
     }
 
-    /// The text spliced in for `base`, escaped as the Atom writer escapes attributes.
+    /// The text spliced in for `base`, escaped as the format's writer escapes the self
+    /// link (an XML attribute, a JSON string).
     fn middle(&self, base: &str) -> Bytes {
-        if self.spliced {
-            Bytes::from(xml_attr(base).into_owned())
-        } else {
-            Bytes::new()
+        if !self.spliced {
+            return Bytes::new();
+        }
+        match self.format {
+            Format::Atom | Format::Rss => Bytes::from(xml_attr(base).into_owned()),
+            Format::Json => Bytes::from(crate::feed::json::string_body(base)),
         }
     }
 
@@ -413,7 +429,11 @@ async fn count_requests(
 ) -> Response {
     let path = req.uri().path();
     let route = match path {
-        p if p.starts_with("/feeds/") => "/feeds/{id}.atom",
+        p if p.starts_with("/feeds/") => match p.rsplit_once('.') {
+            Some((_, "rss")) => "/feeds/{id}.rss",
+            Some((_, "json")) => "/feeds/{id}.json",
+            _ => "/feeds/{id}.atom",
+        },
         p if p.starts_with("/sites/") => "/sites/{id}",
         "/" | "/opml" | "/status.json" | "/healthz" | "/metrics" => path,
         _ => "other",
@@ -458,12 +478,13 @@ async fn feed(
     headers: HeaderMap,
 ) -> Result<Response, AppError> {
     let Path(file) = file.map_err(|_| AppError::NotFound("(a name that is not UTF-8)".into()))?;
-    let id = file
-        .strip_suffix(".atom")
+    let (id, format) = file
+        .rsplit_once('.')
+        .and_then(|(id, ext)| Some((id, Format::from_ext(ext)?)))
         .ok_or_else(|| AppError::NotFound(file.clone()))?;
     let site = site_of(&state, id).ok_or_else(|| AppError::NotFound(file.clone()))?;
     let base = base(&state, &headers);
-    let cached = cached_feed(&state, &site).await?;
+    let cached = cached_feed(&state, &site, format).await?;
     let middle = cached.middle(&base);
     let etag = cached.etag(&middle);
 
@@ -494,7 +515,7 @@ async fn feed(
     }
     h.insert(
         header::CONTENT_TYPE,
-        HeaderValue::from_static("application/atom+xml; charset=utf-8"),
+        HeaderValue::from_static(format.content_type()),
     );
     let length: usize = chunks.iter().map(Bytes::len).sum();
     h.insert(header::CONTENT_LENGTH, hv(&length.to_string()));
@@ -518,8 +539,12 @@ fn hv(s: &str) -> HeaderValue {
 
 /// The cached feed, rendered anew only when the site's items or rules changed; a burst of
 /// polls after a change waits for one rendering.
-async fn cached_feed(state: &AppState, site: &Arc<Site>) -> Result<Arc<RenderedFeed>, AppError> {
-    let slot = state.slot(&site.id);
+async fn cached_feed(
+    state: &AppState,
+    site: &Arc<Site>,
+    format: Format,
+) -> Result<Arc<RenderedFeed>, AppError> {
+    let slot = state.slot(&site.id, format);
     let generation = state.store.generation(&site.id);
     if let Some(c) = slot.fresh(generation, &site.fingerprint) {
         return Ok(c);
@@ -531,22 +556,34 @@ async fn cached_feed(state: &AppState, site: &Arc<Site>) -> Result<Arc<RenderedF
     }
     let store = state.store.clone();
     let job_site = site.clone();
+    let job_hub = site.hub.clone().or_else(|| state.hub.clone());
     let rendered = cpu_bound(move || -> Result<RenderedFeed, AppError> {
         let site = job_site;
         let items = store.recent(&site.id, site.max_items)?;
         let now = Utc::now();
         let placeholder = placeholder();
+        // RSS needs a channel link: without a home, the page the site is read from (the
+        // feed's own URL would put the placeholder in twice).
+        let home = match format {
+            Format::Atom => site.home.clone(),
+            Format::Rss | Format::Json => site
+                .home
+                .clone()
+                .or_else(|| site.start_urls().first().cloned()),
+        };
         let meta = FeedMeta {
             site_id: site.id.clone(),
             title: site.title.clone(),
-            home: site.home.as_ref().map(|h| h.to_string()),
-            self_url: format!("{placeholder}/feeds/{}.atom", site.id),
+            home: home.map(|h| h.to_string()),
+            self_url: format!("{placeholder}/feeds/{}.{}", site.id, format.ext()),
             language: site.language.clone(),
             timezone: site.timezone,
         };
-        let identity = render(&meta, &items, now);
+        let hub = job_hub.as_ref().map(Url::as_str);
+        let identity = format.render_with_hub(&meta, hub, &items, now);
         let last_modified = items.iter().map(|i| i.updated).max().unwrap_or(now);
         Ok(RenderedFeed::new(
+            format,
             identity,
             placeholder,
             generation,
@@ -580,7 +617,7 @@ async fn brotli_variant(
     if cached.brotli_full() {
         return None;
     }
-    let slot = state.slot(&site.id);
+    let slot = state.slot(&site.id, cached.format);
     let _compressing = slot.render.try_lock().ok()?;
     if let Some(b) = cached.cached_brotli(base) {
         return Some(b);
@@ -694,7 +731,37 @@ fn esc(s: &str) -> String {
         .replace('"', "&quot;")
 }
 
-async fn opml(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+/// `/opml?format=`: which format the outlines point at.
+#[derive(serde::Deserialize)]
+struct OpmlQuery {
+    format: Option<String>,
+}
+
+/// Every feed as an OPML outline, in the format asked for (`atom`, `rss`, `json`; Atom
+/// when none is named).
+async fn opml(
+    State(state): State<Arc<AppState>>,
+    query: Result<axum::extract::Query<OpmlQuery>, axum::extract::rejection::QueryRejection>,
+    headers: HeaderMap,
+) -> Response {
+    let asked = query.ok().and_then(|q| q.0.format);
+    let format = match asked.as_deref() {
+        None | Some("") => Format::Atom,
+        Some(name) => match Format::from_ext(name) {
+            Some(f) => f,
+            None => {
+                return (
+                    StatusCode::BAD_REQUEST,
+                    [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+                    format!(
+                        "unknown format {:?}: use atom, rss or json\n",
+                        printable_name(name)
+                    ),
+                )
+                    .into_response()
+            }
+        },
+    };
     let set = state.sites.borrow().clone();
     let base = base(&state, &headers);
     let mut outlines = String::new();
@@ -706,11 +773,12 @@ async fn opml(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Respons
             .unwrap_or_default();
         let _ = writeln!(
             outlines,
-            r#"    <outline type="rss" text="{0}" title="{0}" xmlUrl="{1}/feeds/{2}.atom"{3}/>"#,
+            r#"    <outline type="rss" text="{0}" title="{0}" xmlUrl="{1}/feeds/{2}.{4}"{3}/>"#,
             esc(&site.title),
             esc(&base),
             site.id,
-            html_url
+            html_url,
+            format.ext()
         );
     }
     let body = format!(
@@ -734,6 +802,8 @@ async fn status_json(
             "file": site.path.display().to_string(),
             "schedule": site.schedule.as_str(),
             "items": state.store.count(&site.id),
+            "hub": site.hub.as_ref().or(state.hub.as_ref()).map(Url::as_str),
+            "hub_warning": state.hub_warnings.get(&site.id),
             "last_run": state.store.run_status(&site.id)?,
         }));
     }

@@ -42,6 +42,7 @@ struct RawSite<'a, 'i> {
     robots: Option<bool>,
     revisit: Option<bool>,
     auto: Option<bool>,
+    hub: Option<Spanned<String>>,
     list: Option<Spanned<&'a DeTable<'i>>>,
     article: Option<Spanned<&'a DeTable<'i>>>,
 }
@@ -63,6 +64,7 @@ const SITE_KEYS: &[&str] = &[
     "robots",
     "revisit",
     "auto",
+    "hub",
     "list",
     "article",
 ];
@@ -89,6 +91,7 @@ impl<'a, 'i> RawSite<'a, 'i> {
             robots: t.boolean("robots"),
             revisit: t.boolean("revisit"),
             auto: t.boolean("auto"),
+            hub: t.string("hub"),
             list: t.table("list"),
             article: t.table("article"),
         }
@@ -177,6 +180,10 @@ impl Ctx<'_> {
         let home = match &raw.home {
             None => Some(None),
             Some(h) => self.http_url(h, "home").map(Some),
+        };
+        let hub = match &raw.hub {
+            None => Some(None),
+            Some(h) => self.http_url(h, "hub").map(Some),
         };
         let start = raw.start.as_ref().map(|start| {
             if start.get_ref().is_empty() {
@@ -304,6 +311,7 @@ impl Ctx<'_> {
             robots: raw.robots.unwrap_or(true),
             revisit: raw.revisit.unwrap_or(false),
             auto: raw.auto.unwrap_or(true),
+            hub: hub?,
             fingerprint: *blake3::hash(self.text.as_bytes()).as_bytes(),
         })
     }

@@ -160,6 +160,8 @@ pub struct Site {
     /// Automatic extraction fills the article fields without a rule (or whose rule
     /// matched nothing), and reads the articles of a list site without `[article]`.
     pub auto: bool,
+    /// WebSub hub for this site's feeds (`hub`), over the service's `--hub`.
+    pub hub: Option<Url>,
     /// blake3 of the file's bytes: a reload with the same bytes changes nothing.
     pub fingerprint: [u8; 32],
 }

@@ -130,7 +130,7 @@ async fn feed_is_valid_atom_and_polls_are_cheap() {
     // Unknown feeds and path tricks are plain 404s.
     for bad in [
         "/feeds/nope.atom",
-        "/feeds/fix.rss",
+        "/feeds/fix.xml",
         "/feeds/..%2F..%2Fetc%2Fpasswd",
         "/feeds/../Cargo.toml",
         "/nothing",
