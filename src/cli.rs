@@ -376,6 +376,12 @@ async fn run_service(
         Some(heartbeat),
     );
     state.internal_errors = internal_errors;
+    state.images = Some(Arc::new(serve::images::ImageProxy::open(
+        &settings.data_dir,
+        settings.image_cache_bytes,
+        &settings.fetch,
+        settings.default_delay,
+    )?));
     let state = Arc::new(state);
     let app = serve::app(state);
     let fd_limit = serve::raise_fd_limit();

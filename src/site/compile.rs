@@ -18,7 +18,7 @@ use url::Url;
 
 use super::read::{self, Table, Value};
 use super::{
-    clipped, css, is_language_tag, line_col, parse_duration, shown, ArticleRules, Crontab, Field,
+    clipped, css, is_language_tag, line_col, parse_duration, shown, ArticleRules, Crontab, Field, ImageMode,
     ListRules, Problem, Site, Source, DEFAULT_MAX_ITEMS, DEFAULT_MIN_INTERVAL, DEFAULT_RUN_TIMEOUT,
     DEFAULT_SCHEDULE,
 };
@@ -42,6 +42,7 @@ struct RawSite<'a, 'i> {
     robots: Option<bool>,
     revisit: Option<bool>,
     auto: Option<bool>,
+    images: Option<Spanned<String>>,
     list: Option<Spanned<&'a DeTable<'i>>>,
     article: Option<Spanned<&'a DeTable<'i>>>,
 }
@@ -63,6 +64,7 @@ const SITE_KEYS: &[&str] = &[
     "robots",
     "revisit",
     "auto",
+    "images",
     "list",
     "article",
 ];
@@ -89,6 +91,7 @@ impl<'a, 'i> RawSite<'a, 'i> {
             robots: t.boolean("robots"),
             revisit: t.boolean("revisit"),
             auto: t.boolean("auto"),
+            images: t.string("images"),
             list: t.table("list"),
             article: t.table("article"),
         }
@@ -261,6 +264,22 @@ impl Ctx<'_> {
                 }
             }),
         };
+        let images = match &raw.images {
+            None => Some(ImageMode::Direct),
+            Some(m) => {
+                let mode = ImageMode::parse(m.get_ref());
+                if mode.is_none() {
+                    self.problem(
+                        m.span().start,
+                        format!(
+                            "`images` {} must be \"direct\", \"proxy\" or \"inline-cache\"",
+                            shown(m.get_ref())
+                        ),
+                    );
+                }
+                mode
+            }
+        };
         let language = match &raw.language {
             Some(l) if !is_language_tag(l.get_ref()) => {
                 self.problem(
@@ -304,6 +323,7 @@ impl Ctx<'_> {
             robots: raw.robots.unwrap_or(true),
             revisit: raw.revisit.unwrap_or(false),
             auto: raw.auto.unwrap_or(true),
+            images: images?,
             fingerprint: *blake3::hash(self.text.as_bytes()).as_bytes(),
         })
     }
