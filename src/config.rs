@@ -380,7 +380,10 @@ pub fn resolve(raw: RawSettings) -> Result<Settings, ConfigError> {
         max_open_connections: raw.max_open_connections,
         header_timeout,
         idle_timeout,
-        image_cache_bytes: raw.image_cache_mb.unwrap_or(512).saturating_mul(1024 * 1024),
+        image_cache_bytes: raw
+            .image_cache_mb
+            .unwrap_or(512)
+            .saturating_mul(1024 * 1024),
     })
 }
 

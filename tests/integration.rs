@@ -50,3 +50,6 @@ mod suggest;
 
 #[path = "integration/auto_fallback.rs"]
 mod auto_fallback;
+
+#[path = "integration/images.rs"]
+mod images;

@@ -273,19 +273,23 @@ fn is_avif(bytes: &[u8]) -> bool {
 /// XML text whose first element is `<svg`.
 fn is_svg(bytes: &[u8]) -> bool {
     let head = &bytes[..bytes.len().min(4096)];
-    let Ok(text) = std::str::from_utf8(head).or_else(|e| {
-        std::str::from_utf8(&head[..e.valid_up_to()]).map_err(|_| ())
-    }) else {
+    let Ok(text) = std::str::from_utf8(head)
+        .or_else(|e| std::str::from_utf8(&head[..e.valid_up_to()]).map_err(|_| ()))
+    else {
         return false;
     };
     let mut t = text.trim_start_matches('\u{feff}').trim_start();
     // Skip the prolog: XML declaration, comments, doctype.
     loop {
         if let Some(r) = t.strip_prefix("<?") {
-            let Some(end) = r.find("?>") else { return false };
+            let Some(end) = r.find("?>") else {
+                return false;
+            };
             t = r[end + 2..].trim_start();
         } else if let Some(r) = t.strip_prefix("<!--") {
-            let Some(end) = r.find("-->") else { return false };
+            let Some(end) = r.find("-->") else {
+                return false;
+            };
             t = r[end + 3..].trim_start();
         } else if let Some(r) = t.strip_prefix("<!") {
             let Some(end) = r.find('>') else { return false };
@@ -439,7 +443,12 @@ impl ImageProxy {
 
     /// Fetches, checks and stores one image; the one caller of the origin per signature
     /// at a time (see [`ImageProxy::get`]).
-    async fn fetch(&self, state: &AppState, sig: blake3::Hash, r: &ImageRef) -> Result<Image, String> {
+    async fn fetch(
+        &self,
+        state: &AppState,
+        sig: blake3::Hash,
+        r: &ImageRef,
+    ) -> Result<Image, String> {
         let site = super::site_of(state, &r.site).ok_or("the site is gone")?;
         let manners = Manners {
             delay: site
@@ -474,7 +483,9 @@ impl ImageProxy {
                 Ok(()) => {
                     for old in self.record(sig, &image) {
                         let _ = tokio::fs::remove_file(self.blob_path(&old)).await;
-                        state.metrics.add("feedbridge_image_cache_evictions_total", &[], 1.0);
+                        state
+                            .metrics
+                            .add("feedbridge_image_cache_evictions_total", &[], 1.0);
                     }
                 }
                 Err(e) => {
@@ -489,7 +500,12 @@ impl ImageProxy {
 
     /// The image for a verified path: from the cache, else from the origin, once for any
     /// number of concurrent requests.
-    async fn get(&self, state: &AppState, sig: blake3::Hash, r: &ImageRef) -> Result<(Image, bool), String> {
+    async fn get(
+        &self,
+        state: &AppState,
+        sig: blake3::Hash,
+        r: &ImageRef,
+    ) -> Result<(Image, bool), String> {
         if let Some((hash, mime)) = self.lookup(&sig) {
             // Evicted between lookup and read: fetched again below.
             if let Ok(bytes) = tokio::fs::read(self.blob_path(&hash)).await {
@@ -501,7 +517,10 @@ impl ImageProxy {
             let mut flights = self.flights.lock().map_err(|_| "poisoned lock")?;
             flights.entry(sig).or_default().clone()
         };
-        let result = flight.get_or_init(|| self.fetch(state, sig, r)).await.clone();
+        let result = flight
+            .get_or_init(|| self.fetch(state, sig, r))
+            .await
+            .clone();
         if let Ok(mut flights) = self.flights.lock() {
             if flights.get(&sig).is_some_and(|f| Arc::ptr_eq(f, &flight)) {
                 // Failures are not kept: the next request asks the origin again.
@@ -525,7 +544,11 @@ fn origin_reason(e: &FetchError) -> String {
 }
 
 fn count(metrics: &Metrics, result: &str) {
-    metrics.add("feedbridge_image_proxy_requests_total", &[("result", result)], 1.0);
+    metrics.add(
+        "feedbridge_image_proxy_requests_total",
+        &[("result", result)],
+        1.0,
+    );
 }
 
 /// `GET`/`HEAD /img/<signature>/<encoded>`.
@@ -567,7 +590,9 @@ pub async fn image(
         Ok(found) => found,
         Err(reason) if reason == NOT_AN_IMAGE => {
             count(&state.metrics, "refused");
-            return Err(ImageError::NotAnImage("the origin's answer is not an image"));
+            return Err(ImageError::NotAnImage(
+                "the origin's answer is not an image",
+            ));
         }
         Err(reason) => {
             count(&state.metrics, "origin-error");
@@ -581,7 +606,11 @@ pub async fn image(
         image.bytes.len() as f64,
     );
     if etag_matches(&image.hash) {
-        return Ok((StatusCode::NOT_MODIFIED, image_headers(&image.hash, image.mime, None)).into_response());
+        return Ok((
+            StatusCode::NOT_MODIFIED,
+            image_headers(&image.hash, image.mime, None),
+        )
+            .into_response());
     }
     let h = image_headers(&image.hash, image.mime, Some(image.bytes.len()));
     let body = if method == Method::HEAD {
@@ -626,7 +655,11 @@ mod tests {
     #[test]
     fn signed_paths_verify_and_tampered_ones_do_not() {
         let signer = Signer::new([7; 32]);
-        let path = signer.path("s", "http://img.example/a.jpg?x=1&y=2", "http://a.example/p/1");
+        let path = signer.path(
+            "s",
+            "http://img.example/a.jpg?x=1&y=2",
+            "http://a.example/p/1",
+        );
         let mut parts = path.trim_start_matches("/img/").splitn(2, '/');
         let (sig, enc) = (parts.next().unwrap(), parts.next().unwrap());
         let r = signer.verify(sig, enc).unwrap();

@@ -318,7 +318,9 @@ fn placeholder() -> &'static str {
         use std::hash::{BuildHasher, Hasher};
         let mut h = std::collections::hash_map::RandomState::new().build_hasher();
         h.write_u64(std::process::id().into());
-        format!("feedbridge-base-{:016x}", h.finish())
+        // A URL of its own (a reserved TLD), so that a renderer keeping only http(s)
+        // links keeps the proxied images that start with it.
+        format!("http://feedbridge-base-{:016x}.invalid", h.finish())
     })
 }
 
@@ -570,7 +572,10 @@ async fn cached_feed(state: &AppState, site: &Arc<Site>) -> Result<Arc<RenderedF
     let store = state.store.clone();
     let job_site = site.clone();
     let proxy = state.images.clone().filter(|_| site.images.proxied());
-    let image_base = state.base_url.as_ref().map(|b| b.as_str().trim_end_matches('/').to_owned());
+    let image_base = state
+        .base_url
+        .as_ref()
+        .map(|b| b.as_str().trim_end_matches('/').to_owned());
     let rendered = cpu_bound(move || -> Result<RenderedFeed, AppError> {
         let site = job_site;
         let mut items = store.recent(&site.id, site.max_items)?;

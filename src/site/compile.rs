@@ -18,9 +18,9 @@ use url::Url;
 
 use super::read::{self, Table, Value};
 use super::{
-    clipped, css, is_language_tag, line_col, parse_duration, shown, ArticleRules, Crontab, Field, ImageMode,
-    ListRules, Problem, Site, Source, DEFAULT_MAX_ITEMS, DEFAULT_MIN_INTERVAL, DEFAULT_RUN_TIMEOUT,
-    DEFAULT_SCHEDULE,
+    clipped, css, is_language_tag, line_col, parse_duration, shown, ArticleRules, Crontab, Field,
+    ImageMode, ListRules, Problem, Site, Source, DEFAULT_MAX_ITEMS, DEFAULT_MIN_INTERVAL,
+    DEFAULT_RUN_TIMEOUT, DEFAULT_SCHEDULE,
 };
 
 /// The file's keys as read, before validation. A new top-level key goes here, in
