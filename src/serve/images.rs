@@ -140,14 +140,29 @@ impl Signer {
         blake3::keyed_hash(&self.key, encoded.as_bytes())
     }
 
-    /// `/img/<signature>/<encoded>` for `image` shown on the article `referer` of `site`.
+    /// `/img/<signature>/<encoded>[.ext]` for `image` shown on the article `referer` of
+    /// `site`. The image's own extension, when it has a known one, is kept (unsigned, and
+    /// base64url has no `.`): renderers guess an enclosure's type from it.
     pub fn path(&self, site: &str, image: &str, referer: &str) -> String {
         let encoded = B64.encode(format!("{site}\n{image}\n{referer}"));
-        format!("/img/{}/{encoded}", self.mac(&encoded).to_hex())
+        let ext = crate::feed::image_type(image)
+            .strip_prefix("image/")
+            .filter(|_| {
+                let path = image.split(['?', '#']).next().unwrap_or(image);
+                path.rsplit('/').next().is_some_and(|f| f.contains('.'))
+            })
+            .map(|t| match t {
+                "svg+xml" => ".svg".to_owned(),
+                "jpeg" => ".jpg".to_owned(),
+                t => format!(".{t}"),
+            })
+            .unwrap_or_default();
+        format!("/img/{}/{encoded}{ext}", self.mac(&encoded).to_hex())
     }
 
     /// What a path names, when its signature is ours (compared in constant time).
     pub fn verify(&self, signature: &str, encoded: &str) -> Option<ImageRef> {
+        let encoded = encoded.split('.').next().unwrap_or(encoded);
         let given = blake3::Hash::from_hex(signature).ok()?;
         // blake3::Hash's `==` is constant-time.
         if given != self.mac(encoded) {
@@ -319,6 +334,31 @@ struct Index {
     tick: u64,
 }
 
+impl Index {
+    /// Drops the least recently used blobs until the total fits `budget`; returns them.
+    fn evict(&mut self, budget: u64) -> Vec<blake3::Hash> {
+        let mut evicted = Vec::new();
+        while self.total > budget {
+            let Some(oldest) = self
+                .blobs
+                .iter()
+                .min_by_key(|(_, b)| b.last_used)
+                .map(|(h, _)| *h)
+            else {
+                break;
+            };
+            if let Some(blob) = self.blobs.remove(&oldest) {
+                self.total -= blob.size;
+                for name in &blob.names {
+                    self.names.remove(name);
+                }
+            }
+            evicted.push(oldest);
+        }
+        evicted
+    }
+}
+
 /// A fetched or cached image.
 #[derive(Clone)]
 struct Image {
@@ -341,8 +381,9 @@ pub struct ImageProxy {
 }
 
 impl ImageProxy {
-    /// Opens `<data>/images/` (its earlier contents are forgotten: the index lives in
-    /// memory, so a restart starts cold) and the key.
+    /// Opens `<data>/images/` and the key. The index is a log of `signature hash type`
+    /// lines, replayed (newest last = most recently cached) and compacted here; blobs no
+    /// line names, and lines whose blob is gone, are dropped.
     pub fn open(
         data_dir: &FsPath,
         budget_bytes: u64,
@@ -351,10 +392,8 @@ impl ImageProxy {
     ) -> Result<ImageProxy, ImageError> {
         let signer = Signer::load_or_create(data_dir)?;
         let dir = data_dir.join("images");
-        if dir.exists() {
-            std::fs::remove_dir_all(&dir)?;
-        }
         std::fs::create_dir_all(&dir)?;
+        let index = load_index(&dir, budget_bytes)?;
         let settings = FetchSettings {
             // A reader waits on this request: no backoff, a shorter timeout.
             retries: 0,
@@ -368,7 +407,7 @@ impl ImageProxy {
             default_delay,
             dir,
             budget: budget_bytes,
-            index: Mutex::default(),
+            index: Mutex::new(index),
             flights: Mutex::default(),
         })
     }
@@ -420,25 +459,7 @@ impl ImageProxy {
             index.total += size;
         }
         index.names.insert(sig, image.hash);
-        let mut evicted = Vec::new();
-        while index.total > self.budget {
-            let Some(oldest) = index
-                .blobs
-                .iter()
-                .min_by_key(|(_, b)| b.last_used)
-                .map(|(h, _)| *h)
-            else {
-                break;
-            };
-            if let Some(blob) = index.blobs.remove(&oldest) {
-                index.total -= blob.size;
-                for name in &blob.names {
-                    index.names.remove(name);
-                }
-            }
-            evicted.push(oldest);
-        }
-        evicted
+        index.evict(self.budget)
     }
 
     /// Fetches, checks and stores one image; the one caller of the origin per signature
@@ -479,6 +500,11 @@ impl ImageProxy {
                 tokio::fs::rename(&tmp, &path).await
             }
             .await;
+            let line = format!("{} {} {}\n", sig.to_hex(), hash.to_hex(), mime);
+            let written = match written {
+                Ok(()) => append(&self.dir.join(INDEX_FILE), line).await,
+                Err(e) => Err(e),
+            };
             match written {
                 Ok(()) => {
                     for old in self.record(sig, &image) {
@@ -531,6 +557,105 @@ impl ImageProxy {
     }
 }
 
+const INDEX_FILE: &str = "index";
+
+async fn append(path: &FsPath, line: String) -> std::io::Result<()> {
+    use tokio::io::AsyncWriteExt;
+    let mut f = tokio::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .await?;
+    // One write of one short line: appends from concurrent misses do not interleave.
+    f.write_all(line.as_bytes()).await
+}
+
+/// The types [`sniff`] gives, for reading them back from the index.
+fn known_type(s: &str) -> Option<&'static str> {
+    [
+        "image/jpeg",
+        "image/png",
+        "image/gif",
+        "image/webp",
+        "image/avif",
+        "image/svg+xml",
+    ]
+    .into_iter()
+    .find(|t| *t == s)
+}
+
+/// Replays and compacts the index log of `dir`, then trims the cache to `budget`.
+fn load_index(dir: &FsPath, budget: u64) -> Result<Index, ImageError> {
+    let mut index = Index::default();
+    let log = std::fs::read_to_string(dir.join(INDEX_FILE)).unwrap_or_default();
+    let mut sizes: HashMap<blake3::Hash, u64> = HashMap::new();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        match blake3::Hash::from_hex(name.as_bytes()) {
+            Ok(hash) => {
+                sizes.insert(hash, entry.metadata()?.len());
+            }
+            // Half-written blobs of a crash.
+            Err(_) if name.ends_with(".tmp") => {
+                let _ = std::fs::remove_file(entry.path());
+            }
+            Err(_) => {}
+        }
+    }
+    for line in log.lines() {
+        let mut parts = line.split(' ');
+        let (Some(sig), Some(hash), Some(mime)) = (parts.next(), parts.next(), parts.next()) else {
+            continue;
+        };
+        let (Ok(sig), Ok(hash), Some(mime)) = (
+            blake3::Hash::from_hex(sig),
+            blake3::Hash::from_hex(hash),
+            known_type(mime),
+        ) else {
+            continue;
+        };
+        let Some(&size) = sizes.get(&hash) else {
+            continue;
+        };
+        index.tick += 1;
+        let tick = index.tick;
+        if let Some(old) = index.names.insert(sig, hash) {
+            if let Some(b) = index.blobs.get_mut(&old) {
+                b.names.retain(|n| *n != sig);
+            }
+        }
+        let blob = index.blobs.entry(hash).or_insert_with(|| Blob {
+            size,
+            mime,
+            last_used: 0,
+            names: Vec::new(),
+        });
+        blob.last_used = tick;
+        blob.names.push(sig);
+    }
+    index.total = index.blobs.values().map(|b| b.size).sum();
+    for hash in index.evict(budget) {
+        sizes.remove(&hash);
+    }
+    for hash in sizes.keys().filter(|h| !index.blobs.contains_key(h)) {
+        let _ = std::fs::remove_file(dir.join(hash.to_hex().as_str()));
+    }
+    let mut live: Vec<(&blake3::Hash, &blake3::Hash)> = index.names.iter().collect();
+    live.sort_by_key(|(_, h)| index.blobs.get(*h).map_or(0, |b| b.last_used));
+    let mut compacted = String::new();
+    for (sig, hash) in live {
+        if let Some(b) = index.blobs.get(hash) {
+            compacted.push_str(&format!("{} {} {}\n", sig.to_hex(), hash.to_hex(), b.mime));
+        }
+    }
+    let tmp = dir.join("index.tmp");
+    std::fs::write(&tmp, compacted)?;
+    std::fs::rename(&tmp, dir.join(INDEX_FILE))?;
+    Ok(index)
+}
+
 const NOT_AN_IMAGE: &str = "the origin's answer is not an image (JPEG, PNG, GIF, WebP, AVIF, SVG)";
 
 fn origin_reason(e: &FetchError) -> String {
@@ -568,7 +693,9 @@ pub async fn image(
         count(&state.metrics, "bad-signature");
         return Err(ImageError::NotFound);
     };
-    let sig = proxy.signer.mac(&encoded);
+    let sig = proxy
+        .signer
+        .mac(encoded.split('.').next().unwrap_or(&encoded));
     let etag_matches = |hash: &blake3::Hash| {
         let tag = &hash.to_hex()[..32];
         headers

@@ -223,6 +223,9 @@ async fn proxied_images_load_byte_identical_and_nothing_else_passes() {
         .unwrap()
         .to_owned();
     let (sig, enc) = first.split_once('/').unwrap();
+    // The extension is only a hint for readers; the signature covers what comes before.
+    let (enc, ext) = enc.split_once('.').unwrap();
+    assert_eq!(ext, "png");
     let mut flipped = sig.to_owned();
     flipped.replace_range(..1, if sig.starts_with('a') { "b" } else { "a" });
     for path in [
@@ -320,13 +323,16 @@ for e in d.entries:
 async fn the_cache_stays_under_its_budget() {
     let tmp = TempDir::new("images-budget");
     let origin = origin().await;
-    let (base, _p) = start(&tmp, &origin, &["--image-cache-mb", "1"]).await;
+    let (base, p) = start(&tmp, &origin, &["--image-cache-mb", "1"]).await;
     let signer = Signer::load_or_create(&tmp.join("data")).unwrap();
     let referer = format!("{}/a0.html", origin.url);
     let cache_size = || -> u64 {
         std::fs::read_dir(tmp.join("data/images"))
             .unwrap()
-            .filter_map(|e| e.ok()?.metadata().ok())
+            .filter_map(|e| e.ok())
+            // Blobs only (named by their hash), not the index.
+            .filter(|e| e.file_name().len() == 64)
+            .filter_map(|e| e.metadata().ok())
             .map(|m| m.len())
             .sum()
     };
@@ -351,4 +357,33 @@ async fn the_cache_stays_under_its_budget() {
     })
     .await;
     assert!(metrics.is_some(), "no evictions counted");
+
+    // A restart keeps the cache: the newest image is a hit, the oldest is fetched again.
+    drop(p);
+    let (base, _p) = spawn_serve_with(tmp.path(), &["--image-cache-mb", "1"]);
+    let up = eventually(Duration::from_secs(20), || async {
+        http()
+            .get(format!("{base}/healthz"))
+            .send()
+            .await
+            .ok()
+            .map(|_| ())
+    })
+    .await;
+    assert!(up.is_some(), "no restart");
+    for n in [299, 0] {
+        let path = signer.path("hot", &format!("{}/pic/many{n}.png", origin.url), &referer);
+        let r = fetch(&format!("{base}{path}"), &[]).await;
+        assert_eq!(body(r).await, png(&format!("many{n}.png"), 8192));
+    }
+    let m = String::from_utf8(body(fetch(&format!("{base}/metrics"), &[]).await).await).unwrap();
+    assert!(
+        m.contains("feedbridge_image_proxy_requests_total{result=\"hit\"} 1"),
+        "{m}"
+    );
+    assert!(
+        m.contains("feedbridge_image_proxy_requests_total{result=\"miss\"} 1"),
+        "{m}"
+    );
+    assert!(cache_size() <= 1024 * 1024);
 }
