@@ -18,6 +18,7 @@ work=$(mktemp -d)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
 trap cleanup EXIT
+[ -n "${KEEP:-}" ] && trap "for p in \"\${pids[@]}\"; do kill \$p; done" EXIT
 
 cat > "$work/origin.py" <<'PY'
 import http.server, sys, hashlib
@@ -49,6 +50,7 @@ class H(http.server.BaseHTTPRequestHandler):
 http.server.ThreadingHTTPServer(("127.0.0.1", port), H).serve_forever()
 PY
 python3 "$work/origin.py" "$SITE_PORT" "$ARTICLES" "$IMAGE_KB" & pids+=($!)
+for _ in $(seq 1 50); do curl -sf -o /dev/null "http://127.0.0.1:$SITE_PORT/list.html" && break; sleep 0.1; done
 mkdir -p "$work/selectors"
 cat > "$work/selectors/hot.toml" <<TOML
 title = "hotlink"
