@@ -374,6 +374,12 @@ async fn run_service(
     state.hub = settings.hub.clone();
     state.hub_warnings = hub_warnings;
     let publisher_task = publisher.map(|p| tokio::spawn(p.run(shutdown_rx.clone())));
+    state.images = Some(Arc::new(serve::images::ImageProxy::open(
+        &settings.data_dir,
+        settings.image_cache_bytes,
+        &settings.fetch,
+        settings.default_delay,
+    )?));
     let state = Arc::new(state);
     let app = serve::app(state);
     let fd_limit = serve::raise_fd_limit();

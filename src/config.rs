@@ -62,6 +62,10 @@ pub struct RawSettings {
     /// is closed after this [default: 5s]
     #[arg(long, env = "FEEDBRIDGE_IDLE_TIMEOUT", value_name = "DURATION")]
     pub idle_timeout: Option<String>,
+    /// Disk budget of the image proxy's cache (`<data>/images/`), in MiB; least recently
+    /// used images leave first [default: 512]
+    #[arg(long, env = "FEEDBRIDGE_IMAGE_CACHE_MB", value_name = "MIB")]
+    pub image_cache_mb: Option<u64>,
     #[command(flatten)]
     #[serde(flatten)]
     pub crawl: RawCrawlSettings,
@@ -142,6 +146,8 @@ pub struct Settings {
     pub max_open_connections: Option<usize>,
     pub header_timeout: Duration,
     pub idle_timeout: Duration,
+    /// Disk budget of the image proxy's cache, in bytes.
+    pub image_cache_bytes: u64,
 }
 
 impl RawSettings {
@@ -155,6 +161,7 @@ impl RawSettings {
             max_open_connections: self.max_open_connections.or(other.max_open_connections),
             header_timeout: self.header_timeout.or(other.header_timeout),
             idle_timeout: self.idle_timeout.or(other.idle_timeout),
+            image_cache_mb: self.image_cache_mb.or(other.image_cache_mb),
             crawl: self.crawl.or(other.crawl),
         }
     }
@@ -394,6 +401,10 @@ pub fn resolve(raw: RawSettings) -> Result<Settings, ConfigError> {
         max_open_connections: raw.max_open_connections,
         header_timeout,
         idle_timeout,
+        image_cache_bytes: raw
+            .image_cache_mb
+            .unwrap_or(512)
+            .saturating_mul(1024 * 1024),
     })
 }
 

@@ -191,6 +191,27 @@ impl Fetcher {
         validators: Option<&Validators>,
         manners: &Manners,
     ) -> Result<FetchOutcome, FetchError> {
+        self.get_as(url, validators, manners, None).await
+    }
+
+    /// GETs an image the way a browser showing `referer` does (sites that refuse
+    /// hotlinked images check the `Referer`), under the same manners as [`Fetcher::get`].
+    pub async fn get_image(
+        &self,
+        url: &Url,
+        referer: &Url,
+        manners: &Manners,
+    ) -> Result<FetchOutcome, FetchError> {
+        self.get_as(url, None, manners, Some(referer)).await
+    }
+
+    async fn get_as(
+        &self,
+        url: &Url,
+        validators: Option<&Validators>,
+        manners: &Manners,
+        referer: Option<&Url>,
+    ) -> Result<FetchOutcome, FetchError> {
         if !matches!(url.scheme(), "http" | "https" | "file") {
             return Err(FetchError::Scheme {
                 url: url.to_string(),
@@ -214,7 +235,7 @@ impl Fetcher {
         loop {
             self.wait_for_host(url, manners.delay).await;
             let result = self
-                .get_once(&client, manners.policy.allow, url, validators)
+                .get_once(&client, manners.policy.allow, url, validators, referer)
                 .await;
             match result {
                 Err((e, retry_after)) if e.retryable() && attempt < self.settings.retries => {
@@ -239,14 +260,19 @@ impl Fetcher {
         allow: AddrClasses,
         url: &Url,
         validators: Option<&Validators>,
+        referer: Option<&Url>,
     ) -> Result<FetchOutcome, (FetchError, Option<Duration>)> {
         let mut headers = HeaderMap::new();
         headers.insert(
             header::ACCEPT,
-            HeaderValue::from_static(
-                "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
-            ),
+            HeaderValue::from_static(match referer {
+                None => "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
+                Some(_) => "image/avif,image/webp,image/png,image/*;q=0.8,*/*;q=0.5",
+            }),
         );
+        if let Some(r) = referer.and_then(|r| HeaderValue::from_str(r.as_str()).ok()) {
+            headers.insert(header::REFERER, r);
+        }
         headers.insert(
             header::ACCEPT_LANGUAGE,
             HeaderValue::from_static("zh-CN,zh;q=0.9,en;q=0.5"),
@@ -459,7 +485,7 @@ impl Fetcher {
         };
         self.wait_for_host(&robots_url, manners.delay).await;
         let robots = match self
-            .get_once(client, manners.policy.allow, &robots_url, None)
+            .get_once(client, manners.policy.allow, &robots_url, None, None)
             .await
         {
             Ok(FetchOutcome::Page { page, .. }) => {

@@ -53,3 +53,5 @@ mod auto_fallback;
 
 #[path = "integration/formats.rs"]
 mod formats;
+#[path = "integration/images.rs"]
+mod images;

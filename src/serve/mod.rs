@@ -26,6 +26,7 @@ use tower::ServiceBuilder;
 use url::Url;
 
 mod dashboard;
+pub mod images;
 pub mod websub;
 
 use crate::feed::{FeedMeta, Format};
@@ -49,6 +50,8 @@ pub struct AppState {
     pub hub_warnings: Arc<websub::HubWarnings>,
     /// One slot per (site, format): each format is rendered and compressed on its own.
     cache: Mutex<HashMap<(String, Format), Arc<FeedSlot>>>,
+    /// The `/img/` proxy; `None`: proxied feeds keep their images direct.
+    pub images: Option<Arc<images::ImageProxy>>,
 }
 
 impl AppState {
@@ -68,6 +71,7 @@ impl AppState {
             internal_errors: Arc::default(),
             hub: None,
             hub_warnings: Arc::default(),
+            images: None,
             cache: Mutex::default(),
         }
     }
@@ -107,21 +111,18 @@ impl FeedSlot {
 /// spliced per request at no compression cost.
 const BROTLI_VARIANTS: usize = 4;
 
-/// One rendering of a feed, independent of the public base its self link names: the
-/// base goes between `prefix` and `suffix`. Serving a base is then a splice: the identity
-/// bytes are three chunks, the gzip bytes are the deflated prefix (flushed to a byte
-/// boundary, no back-references past it), the base as a stored block, the independently
-/// deflated suffix and a CRC combined from the parts'. Rotating Host headers cost no render
-/// and no compression.
+/// One rendering of a feed, independent of the public base its self link (and proxied
+/// image URLs) name: the base goes between each two `segments`. Serving a base is then a
+/// splice: the identity bytes are the segments with the base between them, the gzip bytes
+/// are each segment deflated on its own (flushed to a byte boundary, no back-references
+/// past it), the base as stored blocks between them and a CRC combined from the parts'.
+/// Rotating Host headers cost no render and no compression.
 struct RenderedFeed {
     format: Format,
     generation: u64,
     fingerprint: [u8; 32],
-    prefix: Bytes,
-    suffix: Bytes,
-    /// Whether the base goes between prefix and suffix (false only for a feed that failed
-    /// to render, served as it is).
-    spliced: bool,
+    /// One more than the places the base goes (one only for a feed rendered without it).
+    segments: Vec<Bytes>,
     content_hash: blake3::Hash,
     gzip: GzipParts,
     brotli: Mutex<Vec<(String, Bytes)>>,
@@ -129,50 +130,65 @@ struct RenderedFeed {
     max_age: u64,
 }
 
-/// A gzip member cut around the spliced base (RFC 1951 / 1952).
+/// A gzip member cut around the spliced bases (RFC 1951 / 1952).
 struct GzipParts {
-    /// Gzip header and the raw-deflated prefix, ending sync-flushed (byte-aligned).
-    head: Bytes,
-    /// The raw-deflated suffix, a fresh deflate stream ending in the final block.
-    tail: Bytes,
-    crc_prefix: crc32fast::Hasher,
-    crc_suffix: crc32fast::Hasher,
-    prefix_len: usize,
-    suffix_len: usize,
+    /// Per segment a fresh raw-deflate stream, ending sync-flushed (byte-aligned), the
+    /// last one in the final block; the first has the gzip header before it.
+    pieces: Vec<Bytes>,
+    crcs: Vec<crc32fast::Hasher>,
+    len: usize,
 }
 
 const GZIP_HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
 
 impl GzipParts {
-    fn new(prefix: &[u8], suffix: &[u8]) -> GzipParts {
-        let mut head = GZIP_HEADER.to_vec();
-        let mut enc = flate2::write::DeflateEncoder::new(&mut head, flate2::Compression::default());
-        // `flush` is a sync flush: the output ends on a byte boundary after an empty stored
-        // block; the encoder is then dropped, so no final block follows.
-        let _ = enc.write_all(prefix).and_then(|()| enc.flush());
-        let head_len = enc.total_out() as usize + GZIP_HEADER.len();
-        drop(enc);
-        head.truncate(head_len);
-        let mut tail =
-            flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
-        let _ = tail.write_all(suffix);
-        let tail = tail.finish().unwrap_or_default();
-        let mut crc_prefix = crc32fast::Hasher::new();
-        crc_prefix.update(prefix);
-        let mut crc_suffix = crc32fast::Hasher::new();
-        crc_suffix.update(suffix);
+    fn new(segments: &[Bytes]) -> GzipParts {
+        let last = segments.len().saturating_sub(1);
+        let pieces = segments
+            .iter()
+            .enumerate()
+            .map(|(i, segment)| {
+                let mut out = if i == 0 {
+                    GZIP_HEADER.to_vec()
+                } else {
+                    Vec::new()
+                };
+                let start = out.len();
+                let mut enc =
+                    flate2::write::DeflateEncoder::new(&mut out, flate2::Compression::default());
+                let _ = enc.write_all(segment);
+                if i == last {
+                    let _ = enc.try_finish();
+                    drop(enc);
+                } else {
+                    // `flush` is a sync flush: the output ends on a byte boundary after an
+                    // empty stored block; the encoder is then dropped, so no final block
+                    // follows.
+                    let _ = enc.flush();
+                    let written = enc.total_out() as usize;
+                    drop(enc);
+                    out.truncate(start + written);
+                }
+                Bytes::from(out)
+            })
+            .collect();
+        let crcs = segments
+            .iter()
+            .map(|segment| {
+                let mut crc = crc32fast::Hasher::new();
+                crc.update(segment);
+                crc
+            })
+            .collect();
         GzipParts {
-            head: Bytes::from(head),
-            tail: Bytes::from(tail),
-            crc_prefix,
-            crc_suffix,
-            prefix_len: prefix.len(),
-            suffix_len: suffix.len(),
+            pieces,
+            crcs,
+            len: segments.iter().map(Bytes::len).sum(),
         }
     }
 
-    /// The gzip member of `prefix + middle + suffix`, as chunks.
-    fn splice(&self, middle: &[u8]) -> [Bytes; 4] {
+    /// The gzip member of the segments with `middle` between each two, as chunks.
+    fn splice(&self, middle: &[u8]) -> Vec<Bytes> {
         let mut stored = Vec::with_capacity(middle.len() + 5 * (middle.len() / 65535 + 1));
         let mut chunks = middle.chunks(65535).peekable();
         if chunks.peek().is_none() {
@@ -186,25 +202,30 @@ impl GzipParts {
             stored.extend_from_slice(&(!len).to_le_bytes());
             stored.extend_from_slice(chunk);
         }
-        let mut crc = self.crc_prefix.clone();
-        crc.update(middle);
-        crc.combine(&self.crc_suffix);
-        let size = (self.prefix_len + middle.len() + self.suffix_len) as u32;
+        let stored = Bytes::from(stored);
+        let mut middle_crc = crc32fast::Hasher::new();
+        middle_crc.update(middle);
+        let mut crc = crc32fast::Hasher::new();
+        let mut out = Vec::with_capacity(self.pieces.len() * 2 + 1);
+        for (i, (piece, piece_crc)) in self.pieces.iter().zip(&self.crcs).enumerate() {
+            if i > 0 {
+                out.push(stored.clone());
+                crc.combine(&middle_crc);
+            }
+            out.push(piece.clone());
+            crc.combine(piece_crc);
+        }
+        let size = (self.len + middle.len() * self.pieces.len().saturating_sub(1)) as u32;
         let mut trailer = Vec::with_capacity(8);
         trailer.extend_from_slice(&crc.finalize().to_le_bytes());
         trailer.extend_from_slice(&size.to_le_bytes());
-        [
-            self.head.clone(),
-            Bytes::from(stored),
-            self.tail.clone(),
-            Bytes::from(trailer),
-        ]
+        out.push(Bytes::from(trailer));
+        out
     }
 }
 
 impl RenderedFeed {
-    /// Splits a feed rendered with `placeholder` as its base; a rendering without exactly
-    /// one placeholder is served unspliced.
+    /// Splits a feed rendered with `placeholder` as its base at each occurrence.
     fn new(
         format: Format,
         identity: Vec<u8>,
@@ -215,30 +236,28 @@ impl RenderedFeed {
         max_age: u64,
     ) -> RenderedFeed {
         let identity = Bytes::from(identity);
-        let found: Vec<usize> = find_all(&identity, placeholder.as_bytes())
-            .take(2)
-            .collect();
-        let (prefix, suffix, spliced) = match found[..] {
-            [at] => (
-                identity.slice(..at),
-                identity.slice(at + placeholder.len()..),
-                true,
-            ),
-            _ => (identity, Bytes::new(), false),
-        };
+        let mut segments = Vec::new();
+        let mut from = 0;
+        for at in find_all(&identity, placeholder.as_bytes()) {
+            // Occurrences do not overlap: the placeholder has no repeated head.
+            if at >= from {
+                segments.push(identity.slice(from..at));
+                from = at + placeholder.len();
+            }
+        }
+        segments.push(identity.slice(from..));
         let mut hasher = blake3::Hasher::new();
-        hasher.update(&(prefix.len() as u64).to_le_bytes());
-        hasher.update(&prefix);
-        hasher.update(&suffix);
+        for segment in &segments {
+            hasher.update(&(segment.len() as u64).to_le_bytes());
+            hasher.update(segment);
+        }
         RenderedFeed {
             format,
             generation,
             fingerprint: site.fingerprint,
-            gzip: GzipParts::new(&prefix, &suffix),
+            gzip: GzipParts::new(&segments),
             content_hash: hasher.finalize(),
-            prefix,
-            suffix,
-            spliced,
+            segments,
             brotli: Mutex::default(),
             last_modified,
             max_age,
@@ -248,7 +267,7 @@ impl RenderedFeed {
     /// The text spliced in for `base`, escaped as the format's writer escapes the self
     /// link (an XML attribute, a JSON string).
     fn middle(&self, base: &str) -> Bytes {
-        if !self.spliced {
+        if self.segments.len() <= 1 {
             return Bytes::new();
         }
         match self.format {
@@ -265,8 +284,15 @@ impl RenderedFeed {
         h.finalize().to_hex()[..32].to_owned()
     }
 
-    fn identity(&self, middle: &Bytes) -> [Bytes; 3] {
-        [self.prefix.clone(), middle.clone(), self.suffix.clone()]
+    fn identity(&self, middle: &Bytes) -> Vec<Bytes> {
+        let mut out = Vec::with_capacity(self.segments.len() * 2);
+        for (i, segment) in self.segments.iter().enumerate() {
+            if i > 0 {
+                out.push(middle.clone());
+            }
+            out.push(segment.clone());
+        }
+        out
     }
 
     fn cached_brotli(&self, base: &str) -> Option<Bytes> {
@@ -308,7 +334,9 @@ fn placeholder() -> &'static str {
         use std::hash::{BuildHasher, Hasher};
         let mut h = std::collections::hash_map::RandomState::new().build_hasher();
         h.write_u64(std::process::id().into());
-        format!("feedbridge-base-{:016x}", h.finish())
+        // A URL of its own (a reserved TLD), so that a renderer keeping only http(s)
+        // links keeps the proxied images that start with it.
+        format!("http://feedbridge-base-{:016x}.invalid", h.finish())
     })
 }
 
@@ -377,6 +405,7 @@ pub fn app(state: Arc<AppState>) -> Router {
         .layer(tower_http::compression::CompressionLayer::new());
     Router::new()
         .route("/feeds/{file}", get(feed))
+        .route("/img/{sig}/{enc}", get(images::image))
         .merge(pages)
         .fallback(|| async { AppError::NotFound("no such page".into()) })
         .layer(axum::middleware::from_fn_with_state(
@@ -435,6 +464,7 @@ async fn count_requests(
             _ => "/feeds/{id}.atom",
         },
         p if p.starts_with("/sites/") => "/sites/{id}",
+        p if p.starts_with("/img/") => "/img",
         "/" | "/opml" | "/status.json" | "/healthz" | "/metrics" => path,
         _ => "other",
     }
@@ -495,8 +525,8 @@ async fn feed(
     };
     let (chunks, tag_suffix, content_encoding): (Vec<Bytes>, _, _) = match (encoding, brotli) {
         (Enc::Brotli, Some(br)) => (vec![br], "-br", Some("br")),
-        (Enc::Brotli | Enc::Gzip, _) => (cached.gzip.splice(&middle).into(), "-gz", Some("gzip")),
-        (Enc::Identity, _) => (cached.identity(&middle).into(), "", None),
+        (Enc::Brotli | Enc::Gzip, _) => (cached.gzip.splice(&middle), "-gz", Some("gzip")),
+        (Enc::Identity, _) => (cached.identity(&middle), "", None),
     };
     let last_modified = cached
         .last_modified
@@ -557,9 +587,14 @@ async fn cached_feed(
     let store = state.store.clone();
     let job_site = site.clone();
     let job_hub = site.hub.clone().or_else(|| state.hub.clone());
+    let proxy = state.images.clone().filter(|_| site.images.proxied());
+    let image_base = state
+        .base_url
+        .as_ref()
+        .map(|b| b.as_str().trim_end_matches('/').to_owned());
     let rendered = cpu_bound(move || -> Result<RenderedFeed, AppError> {
         let site = job_site;
-        let items = store.recent(&site.id, site.max_items)?;
+        let mut items = store.recent(&site.id, site.max_items)?;
         let now = Utc::now();
         let placeholder = placeholder();
         // RSS needs a channel link: without a home, the page the site is read from (the
@@ -571,6 +606,10 @@ async fn cached_feed(
                 .clone()
                 .or_else(|| site.start_urls().first().cloned()),
         };
+        if let Some(proxy) = proxy {
+            let base = image_base.as_deref().unwrap_or(placeholder);
+            images::rewrite_items(&mut items, &proxy.signer, &site.id, base);
+        }
         let meta = FeedMeta {
             site_id: site.id.clone(),
             title: site.title.clone(),
@@ -625,7 +664,7 @@ async fn brotli_variant(
     let job = cached.clone();
     let middle = cached.middle(base);
     let bytes = cpu_bound(move || {
-        let mut identity = Vec::with_capacity(job.prefix.len() + middle.len() + job.suffix.len());
+        let mut identity = Vec::new();
         for part in job.identity(&middle) {
             identity.extend_from_slice(&part);
         }
@@ -1286,10 +1325,12 @@ mod tests {
         ) {
             // A repetitive suffix, so that its deflate stream uses back-references.
             let suffix: Vec<u8> = suffix_seed.iter().copied().cycle().take(suffix_seed.len() * repeat).collect();
-            let parts = GzipParts::new(&prefix, &suffix);
+            let parts = GzipParts::new(&[Bytes::from(prefix.clone()), Bytes::from(suffix.clone()), Bytes::from(prefix.clone())]);
             let mut expected = prefix.clone();
             expected.extend_from_slice(middle.as_bytes());
             expected.extend_from_slice(&suffix);
+            expected.extend_from_slice(middle.as_bytes());
+            expected.extend_from_slice(&prefix);
             proptest::prop_assert_eq!(gunzip(&parts.splice(middle.as_bytes())), expected);
         }
     }
@@ -1297,7 +1338,7 @@ mod tests {
     #[test]
     fn gzip_splice_of_a_base_longer_than_one_stored_block() {
         let feed = "<feed>".repeat(5000);
-        let parts = GzipParts::new(feed.as_bytes(), feed.as_bytes());
+        let parts = GzipParts::new(&[Bytes::from(feed.clone()), Bytes::from(feed.clone())]);
         let long = vec![b'x'; 70_000];
         let out = gunzip(&parts.splice(&long));
         assert_eq!(out.len(), feed.len() * 2 + long.len());

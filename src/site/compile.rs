@@ -19,8 +19,8 @@ use url::Url;
 use super::read::{self, Table, Value};
 use super::{
     clipped, css, is_language_tag, line_col, parse_duration, shown, ArticleRules, Crontab, Field,
-    ListRules, Problem, Site, Source, DEFAULT_MAX_ITEMS, DEFAULT_MIN_INTERVAL, DEFAULT_RUN_TIMEOUT,
-    DEFAULT_SCHEDULE,
+    ImageMode, ListRules, Problem, Site, Source, DEFAULT_MAX_ITEMS, DEFAULT_MIN_INTERVAL,
+    DEFAULT_RUN_TIMEOUT, DEFAULT_SCHEDULE,
 };
 
 /// The file's keys as read, before validation. A new top-level key goes here, in
@@ -43,6 +43,7 @@ struct RawSite<'a, 'i> {
     revisit: Option<bool>,
     auto: Option<bool>,
     hub: Option<Spanned<String>>,
+    images: Option<Spanned<String>>,
     list: Option<Spanned<&'a DeTable<'i>>>,
     article: Option<Spanned<&'a DeTable<'i>>>,
 }
@@ -65,6 +66,7 @@ const SITE_KEYS: &[&str] = &[
     "revisit",
     "auto",
     "hub",
+    "images",
     "list",
     "article",
 ];
@@ -92,6 +94,7 @@ impl<'a, 'i> RawSite<'a, 'i> {
             revisit: t.boolean("revisit"),
             auto: t.boolean("auto"),
             hub: t.string("hub"),
+            images: t.string("images"),
             list: t.table("list"),
             article: t.table("article"),
         }
@@ -268,6 +271,22 @@ impl Ctx<'_> {
                 }
             }),
         };
+        let images = match &raw.images {
+            None => Some(ImageMode::Direct),
+            Some(m) => {
+                let mode = ImageMode::parse(m.get_ref());
+                if mode.is_none() {
+                    self.problem(
+                        m.span().start,
+                        format!(
+                            "`images` {} must be \"direct\", \"proxy\" or \"inline-cache\"",
+                            shown(m.get_ref())
+                        ),
+                    );
+                }
+                mode
+            }
+        };
         let language = match &raw.language {
             Some(l) if !is_language_tag(l.get_ref()) => {
                 self.problem(
@@ -312,6 +331,7 @@ impl Ctx<'_> {
             revisit: raw.revisit.unwrap_or(false),
             auto: raw.auto.unwrap_or(true),
             hub: hub?,
+            images: images?,
             fingerprint: *blake3::hash(self.text.as_bytes()).as_bytes(),
         })
     }

@@ -162,8 +162,40 @@ pub struct Site {
     pub auto: bool,
     /// WebSub hub for this site's feeds (`hub`), over the service's `--hub`.
     pub hub: Option<Url>,
+    /// How the feed points at the article images (`images`, default `direct`).
+    pub images: ImageMode,
     /// blake3 of the file's bytes: a reload with the same bytes changes nothing.
     pub fingerprint: [u8; 32],
+}
+
+/// How a feed points at its images.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ImageMode {
+    /// The image's own URL (the reader fetches it from the site).
+    #[default]
+    Direct,
+    /// Through this service's signed `/img/` proxy, which sends the article as `Referer`
+    /// (sites that refuse hotlinked images).
+    Proxy,
+    /// As `Proxy`; meant to fetch the images during the crawl (not done yet: served as
+    /// `Proxy`, the first reader fills the cache).
+    InlineCache,
+}
+
+impl ImageMode {
+    pub fn parse(s: &str) -> Option<ImageMode> {
+        match s {
+            "direct" => Some(ImageMode::Direct),
+            "proxy" => Some(ImageMode::Proxy),
+            "inline-cache" => Some(ImageMode::InlineCache),
+            _ => None,
+        }
+    }
+
+    /// Whether image URLs in the feed go through the proxy.
+    pub fn proxied(self) -> bool {
+        !matches!(self, ImageMode::Direct)
+    }
 }
 
 impl Site {
