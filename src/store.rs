@@ -752,7 +752,13 @@ mod tests {
     fn a_version_1_store_is_migrated_and_loses_only_its_validators() {
         let dir = tempdir();
         {
-            let db = sled::open(&dir.0).unwrap();
+            // No background flusher: it could still hold the file lock when this `db` is
+            // dropped and the store below opens the same directory.
+            let db = sled::Config::new()
+                .path(&dir.0)
+                .flush_every_ms(None)
+                .open()
+                .unwrap();
             db.insert("schema_version", &1u32.to_be_bytes()).unwrap();
             db.open_tree("validators")
                 .unwrap()

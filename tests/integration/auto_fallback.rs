@@ -119,7 +119,9 @@ async fn a_broken_selector_is_filled_automatically_and_shown() {
     );
     assert!(broken.contains("div.no-such-info"), "{broken}");
     std::fs::write(tmp.join("selectors/fix.toml"), broken).unwrap();
-    let warnings = eventually(Duration::from_secs(30), || async {
+    // A reload, the old run's end, then a run that re-reads the window: generous on a
+    // loaded machine.
+    let warnings = eventually(Duration::from_secs(90), || async {
         let status = status_json(&base).await?;
         let run = &status["sites"][0]["last_run"];
         let w = run["warnings"].to_string();
