@@ -16,6 +16,7 @@ use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
+use super::images::ImageErrors;
 use super::{base, site_of, AppError, AppState};
 use crate::feed::html_to_text;
 use crate::model::StoredItem;
@@ -34,6 +35,8 @@ pub struct SiteRow<'a> {
     pub next_run: DateTime<Utc>,
     /// The file's current error when its last edit failed to load (its last good rules run).
     pub not_applied: Option<&'a SiteError>,
+    /// Images that failed through the proxy since start.
+    pub image_errors: Option<u64>,
 }
 
 /// What `/sites/<id>` shows.
@@ -46,6 +49,8 @@ pub struct SitePage<'a> {
     /// The feed's newest entries, as the feed serves them.
     pub items: Vec<StoredItem>,
     pub total_items: usize,
+    /// The proxy's failures for this site since start.
+    pub image_errors: Option<ImageErrors>,
 }
 
 fn esc(s: &str) -> String {
@@ -244,9 +249,18 @@ pub fn render_index(
                 )
             })
             .unwrap_or_default();
+        let image_errors = row
+            .image_errors
+            .map(|n| {
+                format!(
+                    r#"<br><small class="warn">{}</small>"#,
+                    plural(n as usize, "image error", "image errors")
+                )
+            })
+            .unwrap_or_default();
         let _ = writeln!(
             table,
-            r#"<tr><td><a href="{base}/sites/{id}"{lang}>{title}</a><br><small>{id}</small>{not_applied}</td><td>{status}</td><td>{last_run}</td><td>{next}</td><td>{items}</td><td>{fields}</td><td class="bad">{error}</td><td><a href="{feed}">Atom</a></td></tr>"#,
+            r#"<tr><td><a href="{base}/sites/{id}"{lang}>{title}</a><br><small>{id}</small>{image_errors}{not_applied}</td><td>{status}</td><td>{last_run}</td><td>{next}</td><td>{items}</td><td>{fields}</td><td class="bad">{error}</td><td><a href="{feed}">Atom</a></td></tr>"#,
             id = esc(&site.id),
             lang = lang_attr(site),
             title = esc(&site.title),
@@ -314,6 +328,17 @@ pub fn render_site(p: &SitePage<'_>, now: DateTime<Utc>) -> String {
             body,
             r#"<p class="notice bad">Rules not applied: <code>{}</code><br>The last good rules keep running until the file is fixed.</p>"#,
             problem_lines(e)
+        );
+    }
+
+    if let Some(e) = &p.image_errors {
+        let _ = writeln!(
+            body,
+            r#"<p class="notice warn">Images: {} failed through the proxy; last: {} (<code>{}</code>, {}).</p>"#,
+            e.count,
+            esc(&e.last_reason),
+            esc(&e.last_url),
+            when(e.last_at, tz, now),
         );
     }
 
@@ -557,6 +582,11 @@ pub(super) async fn index(
             last,
             items: state.store.count(&site.id),
             not_applied: not_applied(&set.errors, site),
+            image_errors: state
+                .images
+                .as_ref()
+                .and_then(|p| p.errors(&site.id))
+                .map(|e| e.count),
         });
     }
     let orphans: Vec<&SiteError> = set
@@ -593,6 +623,7 @@ pub(super) async fn site_page(
         not_applied: not_applied(&set.errors, &site),
         items: state.store.recent(&site.id, site.max_items)?,
         total_items: state.store.count(&site.id),
+        image_errors: state.images.as_ref().and_then(|p| p.errors(&site.id)),
     };
     Ok(html_response(render_site(&page, now)))
 }

@@ -369,6 +369,20 @@ struct Image {
 
 type Flight = Arc<tokio::sync::OnceCell<Result<Image, String>>>;
 
+/// Sites whose image failures are remembered; past this, new sites are not recorded
+/// (the map is in memory and keyed by what signed paths name).
+const MAX_ERROR_SITES: usize = 10_000;
+
+/// A site's proxy failures since start, for the dashboard: a count and the latest one.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ImageErrors {
+    /// Origin errors and refusals (not an image) since the service started.
+    pub count: u64,
+    pub last_reason: String,
+    pub last_url: String,
+    pub last_at: chrono::DateTime<chrono::Utc>,
+}
+
 /// The proxy's state: signer, fetcher, disk cache.
 pub struct ImageProxy {
     pub signer: Signer,
@@ -378,6 +392,8 @@ pub struct ImageProxy {
     budget: u64,
     index: Mutex<Index>,
     flights: Mutex<HashMap<blake3::Hash, Flight>>,
+    /// Site id -> its failures; bounded by [`MAX_ERROR_SITES`].
+    errors: Mutex<HashMap<String, ImageErrors>>,
 }
 
 impl ImageProxy {
@@ -409,12 +425,42 @@ impl ImageProxy {
             budget: budget_bytes,
             index: Mutex::new(index),
             flights: Mutex::default(),
+            errors: Mutex::default(),
         })
     }
 
     /// Bytes the cache holds now.
     pub fn cached_bytes(&self) -> u64 {
         self.index.lock().map_or(0, |i| i.total)
+    }
+
+    /// The proxy failures of `site` since start, if any.
+    pub fn errors(&self, site: &str) -> Option<ImageErrors> {
+        self.errors.lock().ok()?.get(site).cloned()
+    }
+
+    /// Remembers one failure of `site`'s image `url`.
+    fn note_error(&self, site: &str, url: &Url, reason: &str) {
+        let Ok(mut errors) = self.errors.lock() else {
+            return;
+        };
+        let now = chrono::Utc::now();
+        if let Some(e) = errors.get_mut(site) {
+            e.count += 1;
+            e.last_reason = reason.to_owned();
+            e.last_url = url.to_string();
+            e.last_at = now;
+        } else if errors.len() < MAX_ERROR_SITES {
+            errors.insert(
+                site.to_owned(),
+                ImageErrors {
+                    count: 1,
+                    last_reason: reason.to_owned(),
+                    last_url: url.to_string(),
+                    last_at: now,
+                },
+            );
+        }
     }
 
     fn blob_path(&self, hash: &blake3::Hash) -> PathBuf {
@@ -717,12 +763,14 @@ pub async fn image(
         Ok(found) => found,
         Err(reason) if reason == NOT_AN_IMAGE => {
             count(&state.metrics, "refused");
+            proxy.note_error(&r.site, &r.image, &reason);
             return Err(ImageError::NotAnImage(
                 "the origin's answer is not an image",
             ));
         }
         Err(reason) => {
             count(&state.metrics, "origin-error");
+            proxy.note_error(&r.site, &r.image, &reason);
             return Err(ImageError::Origin(reason));
         }
     };

@@ -844,6 +844,7 @@ async fn status_json(
             "hub": site.hub.as_ref().or(state.hub.as_ref()).map(Url::as_str),
             "hub_warning": state.hub_warnings.get(&site.id),
             "last_run": state.store.run_status(&site.id)?,
+            "image_errors": state.images.as_ref().and_then(|p| p.errors(&site.id)),
         }));
     }
     // One `path:line:col: message` per problem (a file may have several).

@@ -255,6 +255,28 @@ async fn proxied_images_load_byte_identical_and_nothing_else_passes() {
         .unwrap()
         .contains("HTTP 403"));
 
+    // Both failures show on the dashboard and in status.json.
+    let text = |path: &'static str| {
+        let url = format!("{base}{path}");
+        async move { String::from_utf8(body(fetch(&url, &[]).await).await).unwrap() }
+    };
+    let site = text("/sites/hot").await;
+    let notice = format!(
+        "Images: 2 failed through the proxy; last: HTTP 403 (<code>{}/pic/a1.png</code>",
+        origin.url
+    );
+    assert!(site.contains(&notice), "{notice} missing from\n{site}");
+    let index = text("/").await;
+    assert!(index.contains("2 image errors"), "{index}");
+    let status: serde_json::Value = serde_json::from_str(&text("/status.json").await).unwrap();
+    let errors = &status["sites"][0]["image_errors"];
+    assert_eq!(errors["count"], 2, "{status}");
+    assert_eq!(errors["last_reason"], "HTTP 403");
+    assert_eq!(
+        errors["last_url"],
+        format!("{}/pic/a1.png", origin.url).as_str()
+    );
+
     // A slow origin holds only its own request.
     let slow = signer.path("hot", &format!("{}/slow.png", origin.url), &referer);
     let slow_url = format!("{base}{slow}");
