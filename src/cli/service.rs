@@ -79,6 +79,10 @@ pub(super) async fn run_service(
         settings.default_delay,
     )?));
     let state = Arc::new(state);
+    let prefetch_task = tokio::spawn(serve::images::prefetch(
+        state.clone(),
+        shutdown_rx.clone(),
+    ));
     let app = serve::app(state);
     let fd_limit = serve::raise_fd_limit();
     let limits = serve::SocketLimits {
@@ -110,6 +114,8 @@ pub(super) async fn run_service(
     if let Some(w) = watcher_task {
         let _ = w.await;
     }
+    // Image prefetch is only a head start for readers: dropped mid-fetch at shutdown.
+    prefetch_task.abort();
     // The server drains (at most 5 s) while the scheduler stops.
     let _ = tokio::time::timeout(Duration::from_secs(6), server).await;
     store.flush().await?;

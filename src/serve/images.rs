@@ -160,6 +160,11 @@ impl Signer {
         format!("/img/{}/{encoded}{ext}", self.mac(&encoded).to_hex())
     }
 
+    /// The cache key of `image` on `referer` of `site`: the signature its path carries.
+    fn name(&self, site: &str, image: &str, referer: &str) -> blake3::Hash {
+        self.mac(&B64.encode(format!("{site}\n{image}\n{referer}")))
+    }
+
     /// What a path names, when its signature is ours (compared in constant time).
     pub fn verify(&self, signature: &str, encoded: &str) -> Option<ImageRef> {
         let encoded = encoded.split('.').next().unwrap_or(encoded);
@@ -467,6 +472,11 @@ impl ImageProxy {
         self.dir.join(hash.to_hex().as_str())
     }
 
+    /// Whether `sig` is cached (without marking it used).
+    fn is_cached(&self, sig: &blake3::Hash) -> bool {
+        self.index.lock().is_ok_and(|i| i.names.contains_key(sig))
+    }
+
     /// The cached image named by `sig`, marked as used.
     fn lookup(&self, sig: &blake3::Hash) -> Option<(blake3::Hash, &'static str)> {
         let mut index = self.index.lock().ok()?;
@@ -604,6 +614,83 @@ impl ImageProxy {
 }
 
 const INDEX_FILE: &str = "index";
+
+/// How often the prefetcher looks for `inline-cache` sites with newly stored items.
+const WARM_EVERY: Duration = Duration::from_secs(3);
+/// Images fetched at once by the prefetcher (readers come first).
+const WARM_CONCURRENCY: usize = 2;
+
+/// For `images = "inline-cache"` sites: after a run stores items (the store's generation
+/// moves), fetches the images of the site's newest `max_items` items into the cache, so
+/// readers never wait on the origin. Shares the readers' single-flight and failure record.
+/// Runs from the serve side so the scheduler need not know the proxy.
+pub async fn prefetch(state: Arc<AppState>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+    let Some(proxy) = state.images.clone() else {
+        return;
+    };
+    let mut seen: HashMap<String, u64> = HashMap::new();
+    loop {
+        let set = state.sites.borrow().clone();
+        seen.retain(|id, _| set.sites.contains_key(id));
+        for site in set.sites.values() {
+            if site.images != crate::site::ImageMode::InlineCache {
+                continue;
+            }
+            if *shutdown.borrow() {
+                return;
+            }
+            let generation = state.store.generation(&site.id);
+            if seen.get(&site.id) == Some(&generation) {
+                continue;
+            }
+            let Ok(items) = state.store.recent(&site.id, site.max_items) else {
+                continue;
+            };
+            let mut wanted = Vec::new();
+            for stored in &items {
+                let Ok(referer) = Url::parse(&stored.item.url) else {
+                    continue;
+                };
+                for img in stored.item.images.iter().filter(|i| is_http(i)) {
+                    let Ok(image) = Url::parse(img) else {
+                        continue;
+                    };
+                    let sig = proxy.signer.name(&site.id, img, &stored.item.url);
+                    if !proxy.is_cached(&sig) {
+                        let site = site.id.clone();
+                        let referer = referer.clone();
+                        wanted.push((
+                            sig,
+                            ImageRef {
+                                site,
+                                image,
+                                referer,
+                            },
+                        ));
+                    }
+                }
+            }
+            let (proxy, state) = (&proxy, &state);
+            futures_util::StreamExt::for_each_concurrent(
+                futures_util::stream::iter(wanted),
+                WARM_CONCURRENCY,
+                |(sig, r)| async move {
+                    let result = proxy.get(state, sig, &r).await;
+                    count(&state.metrics, "prefetch");
+                    if let Err(reason) = result {
+                        proxy.note_error(&r.site, &r.image, &reason);
+                    }
+                },
+            )
+            .await;
+            seen.insert(site.id.clone(), generation);
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(WARM_EVERY) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}
 
 async fn append(path: &FsPath, line: String) -> std::io::Result<()> {
     use tokio::io::AsyncWriteExt;

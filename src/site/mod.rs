@@ -177,8 +177,8 @@ pub enum ImageMode {
     /// Through this service's signed `/img/` proxy, which sends the article as `Referer`
     /// (sites that refuse hotlinked images).
     Proxy,
-    /// As `Proxy`; meant to fetch the images during the crawl (not done yet: served as
-    /// `Proxy`, the first reader fills the cache).
+    /// As `Proxy`, and the serve side fetches the images of newly stored items into the
+    /// proxy's cache (`serve::images::prefetch`), so readers never wait on the origin.
     InlineCache,
 }
 

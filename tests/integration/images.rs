@@ -309,6 +309,48 @@ async fn proxied_images_load_byte_identical_and_nothing_else_passes() {
     feedparser_accepts(&format!("{base}/feeds/hot.atom"), &base);
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn inline_cache_fetches_images_before_any_reader_asks() {
+    let tmp = TempDir::new("images-inline");
+    let origin = origin().await;
+    std::fs::create_dir_all(tmp.join("selectors")).unwrap();
+    let rules = selector(&origin.url).replace("images = \"proxy\"", "images = \"inline-cache\"");
+    std::fs::write(tmp.join("selectors/hot.toml"), rules).unwrap();
+    let (base, _p) = spawn_serve_with(tmp.path(), &[]);
+    wait_for_items(&base, ARTICLES as u64).await;
+
+    let metrics_url = format!("{base}/metrics");
+    let prefetched =
+        format!("feedbridge_image_proxy_requests_total{{result=\"prefetch\"}} {ARTICLES}");
+    let warmed = eventually(Duration::from_secs(60), || {
+        let (url, want) = (metrics_url.clone(), prefetched.clone());
+        async move {
+            let m = String::from_utf8(body(fetch(&url, &[]).await).await).unwrap();
+            m.contains(&want).then_some(())
+        }
+    })
+    .await;
+    assert!(warmed.is_some(), "{prefetched} never appeared");
+
+    // The first reader's request is already a cache hit.
+    let feed =
+        String::from_utf8(body(fetch(&format!("{base}/feeds/hot.atom"), &[]).await).await).unwrap();
+    let src = regex::Regex::new(r#"href="([^"]+/img/[^"]+)""#)
+        .unwrap()
+        .captures(&feed)
+        .expect("an img")[1]
+        .replace("&amp;", "&");
+    let r = fetch(&src, &[]).await;
+    assert_eq!(r.status(), StatusCode::OK, "{src}");
+    assert_eq!(r.headers()[header::CONTENT_TYPE], "image/png");
+    let m = String::from_utf8(body(fetch(&metrics_url, &[]).await).await).unwrap();
+    assert!(
+        m.contains("feedbridge_image_proxy_requests_total{result=\"hit\"} 1"),
+        "{m}"
+    );
+    assert!(!m.contains("result=\"miss\""), "{m}");
+}
+
 /// feedparser (when installed) reads the feed and finds the proxied image.
 fn feedparser_accepts(url: &str, base: &str) {
     let python_ok = std::process::Command::new("python3")
