@@ -79,10 +79,7 @@ pub(super) async fn run_service(
         settings.default_delay,
     )?));
     let state = Arc::new(state);
-    let prefetch_task = tokio::spawn(serve::images::prefetch(
-        state.clone(),
-        shutdown_rx.clone(),
-    ));
+    let prefetch_task = tokio::spawn(serve::images::prefetch(state.clone(), shutdown_rx.clone()));
     let app = serve::app(state);
     let fd_limit = serve::raise_fd_limit();
     let limits = serve::SocketLimits {
