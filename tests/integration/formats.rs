@@ -8,7 +8,10 @@ use std::collections::BTreeMap;
 use feedbridge::fixture_server::FixtureServer;
 use reqwest::header;
 
-use crate::support::{fixture_site_copy, http, serve_fixture, TempDir};
+use crate::support::{
+    fixture_site_copy, http, newsboat_unread, python_ok, real_readers_or_skip, serve_fixture,
+    TempDir,
+};
 
 const FORMATS: [(&str, &str); 3] = [
     ("atom", "application/atom+xml; charset=utf-8"),
@@ -336,18 +339,7 @@ async fn autodiscovery_and_opml_name_every_format() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn real_feed_readers_read_every_format_alike() {
-    let required = std::env::var("FEEDBRIDGE_REAL_CLIENTS").is_ok_and(|v| v == "1");
-    let python_ok = std::process::Command::new("python3")
-        .args(["-c", "import feedparser"])
-        .status()
-        .is_ok_and(|s| s.success());
-    let newsboat_ok = std::process::Command::new("newsboat")
-        .arg("-v")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !(python_ok && newsboat_ok) {
-        assert!(!required, "FEEDBRIDGE_REAL_CLIENTS=1 but feedparser ({python_ok}) or newsboat ({newsboat_ok}) is missing");
-        eprintln!("SKIPPED real_feed_readers_read_every_format_alike: install python3-feedparser and newsboat, or run .ci/run");
+    if !real_readers_or_skip("real_feed_readers_read_every_format_alike") {
         return;
     }
     let tmp = TempDir::new("formats-readers");
@@ -379,53 +371,18 @@ assert seen["atom"] == seen["rss"], seen
 print("feedparser ok")
 "#
     );
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new("python3")
-            .args(["-c", &script])
-            .output()
-    })
-    .await
-    .unwrap()
-    .unwrap();
-    assert!(
-        out.status.success(),
-        "feedparser: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    python_ok("feedparser", script).await;
 
     // newsboat: each format on its own, reloaded non-interactively, 27 unread.
     for ext in NEWSBOAT_FORMATS {
-        let home = tmp.join(&format!("newsboat-{ext}"));
-        std::fs::create_dir_all(&home).unwrap();
-        std::fs::write(home.join("urls"), format!("{base}/feeds/fix.{ext}\n")).unwrap();
-        let (urls, cache) = (home.join("urls"), home.join("cache.db"));
-        let out = tokio::task::spawn_blocking(move || {
-            std::process::Command::new("newsboat")
-                .args([
-                    "-u",
-                    urls.to_str().unwrap(),
-                    "-c",
-                    cache.to_str().unwrap(),
-                    "-x",
-                    "reload",
-                    "print-unread",
-                ])
-                .env("HOME", &home)
-                .output()
-        })
-        .await
-        .unwrap()
-        .unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout);
+        let said = newsboat_unread(
+            tmp.join(&format!("newsboat-{ext}")),
+            &format!("{base}/feeds/fix.{ext}"),
+        )
+        .await;
         assert!(
-            out.status.success(),
-            "newsboat {ext}: {stdout}{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(
-            stdout.trim().starts_with("27 unread articles"),
-            "newsboat {ext} said: {stdout}"
+            said.trim().starts_with("27 unread articles"),
+            "newsboat {ext} said: {said}"
         );
     }
 }

@@ -306,7 +306,7 @@ async fn proxied_images_load_byte_identical_and_nothing_else_passes() {
         assert!(metrics.contains(line), "{line} missing from\n{metrics}");
     }
 
-    feedparser_accepts(&format!("{base}/feeds/hot.atom"), &base);
+    feedparser_accepts(&format!("{base}/feeds/hot.atom"), &base).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -351,14 +351,10 @@ async fn inline_cache_fetches_images_before_any_reader_asks() {
     assert!(!m.contains("result=\"miss\""), "{m}");
 }
 
-/// feedparser (when installed) reads the feed and finds the proxied image.
-fn feedparser_accepts(url: &str, base: &str) {
-    let python_ok = std::process::Command::new("python3")
-        .args(["-c", "import feedparser"])
-        .status()
-        .is_ok_and(|s| s.success());
-    if !python_ok {
-        eprintln!("SKIPPED feedparser check: python3-feedparser is not installed");
+/// feedparser reads the feed and finds the proxied images (skipped without the real
+/// readers, except in CI where they are required).
+async fn feedparser_accepts(url: &str, base: &str) {
+    if !crate::support::real_readers_or_skip("images feedparser check") {
         return;
     }
     let script = format!(
@@ -372,15 +368,7 @@ for e in d.entries:
     assert any(l.rel == "enclosure" and l.href.startswith("{base}/img/") for l in e.links), e.links
 "#
     );
-    let out = std::process::Command::new("python3")
-        .args(["-c", &script])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "feedparser: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    crate::support::python_ok("feedparser", script).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -7,7 +7,8 @@ use feedbridge::fixture_server::FixtureServer;
 use reqwest::header;
 
 use crate::support::{
-    add_article, eventually, fixture_site_copy, get_text, http, serve_fixture, TempDir,
+    add_article, eventually, fixture_site_copy, get_text, http, newsboat_unread, python_ok,
+    real_readers_or_skip, serve_fixture, TempDir,
 };
 
 #[tokio::test(flavor = "multi_thread")]
@@ -233,18 +234,7 @@ async fn aggregator_sees_a_new_item_after_the_next_crawl() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn real_feed_readers_accept_the_feed() {
-    let required = std::env::var("FEEDBRIDGE_REAL_CLIENTS").is_ok_and(|v| v == "1");
-    let python_ok = std::process::Command::new("python3")
-        .args(["-c", "import feedparser"])
-        .status()
-        .is_ok_and(|s| s.success());
-    let newsboat_ok = std::process::Command::new("newsboat")
-        .arg("-v")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !(python_ok && newsboat_ok) {
-        assert!(!required, "FEEDBRIDGE_REAL_CLIENTS=1 but feedparser ({python_ok}) or newsboat ({newsboat_ok}) is missing");
-        eprintln!("SKIPPED real_feed_readers_accept_the_feed: install python3-feedparser and newsboat, or run .ci/run");
+    if !real_readers_or_skip("real_feed_readers_accept_the_feed") {
         return;
     }
     let tmp = TempDir::new("serve-readers");
@@ -273,54 +263,13 @@ print("feedparser ok", len(d.entries))
 "#,
         origin = fixture.origin()
     );
-    let url_for_py = url.clone();
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new("python3")
-            .args(["-c", &script])
-            .output()
-    })
-    .await
-    .unwrap()
-    .unwrap();
-    assert!(
-        out.status.success(),
-        "feedparser: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let _ = url_for_py;
+    python_ok("feedparser", script).await;
 
     // newsboat: reload non-interactively into its cache, then count the entries.
-    let home = tmp.join("newsboat");
-    std::fs::create_dir_all(&home).unwrap();
-    std::fs::write(home.join("urls"), format!("{url}\n")).unwrap();
-    let (urls, cache) = (home.join("urls"), home.join("cache.db"));
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new("newsboat")
-            .args([
-                "-u",
-                urls.to_str().unwrap(),
-                "-c",
-                cache.to_str().unwrap(),
-                "-x",
-                "reload",
-                "print-unread",
-            ])
-            .env("HOME", &home)
-            .output()
-    })
-    .await
-    .unwrap()
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let said = newsboat_unread(tmp.join("newsboat"), &url).await;
     assert!(
-        out.status.success(),
-        "newsboat: {stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        stdout.trim().starts_with("27 unread articles"),
-        "newsboat said: {stdout}"
+        said.trim().starts_with("27 unread articles"),
+        "newsboat said: {said}"
     );
 }
 

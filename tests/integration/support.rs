@@ -340,3 +340,72 @@ pub async fn serve_fixture(
     wait_for_items(&base, 27).await;
     (base, p)
 }
+
+/// Whether the real feed readers (Python feedparser, newsboat) are here. Without them a
+/// test prints a SKIPPED line naming itself, unless `FEEDBRIDGE_REAL_CLIENTS=1` (CI),
+/// where their absence fails it.
+pub fn real_readers_or_skip(test: &str) -> bool {
+    let required = std::env::var("FEEDBRIDGE_REAL_CLIENTS").is_ok_and(|v| v == "1");
+    let python_ok = Command::new("python3")
+        .args(["-c", "import feedparser"])
+        .status()
+        .is_ok_and(|s| s.success());
+    let newsboat_ok = Command::new("newsboat")
+        .arg("-v")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !(python_ok && newsboat_ok) {
+        assert!(!required, "FEEDBRIDGE_REAL_CLIENTS=1 but feedparser ({python_ok}) or newsboat ({newsboat_ok}) is missing");
+        eprintln!("SKIPPED {test}: install python3-feedparser and newsboat, or run .ci/run");
+        return false;
+    }
+    true
+}
+
+/// Runs a Python script (off the async workers) and fails the test with its output
+/// unless it exits 0.
+pub async fn python_ok(what: &str, script: String) {
+    let out =
+        tokio::task::spawn_blocking(move || Command::new("python3").args(["-c", &script]).output())
+            .await
+            .expect("join")
+            .expect("run python3");
+    assert!(
+        out.status.success(),
+        "{what}: {}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+}
+
+/// newsboat, non-interactively: reloads `feed_url` into a fresh cache under `home` and
+/// returns what `print-unread` said (the test fails if newsboat does).
+pub async fn newsboat_unread(home: PathBuf, feed_url: &str) -> String {
+    std::fs::create_dir_all(&home).expect("mkdir");
+    std::fs::write(home.join("urls"), format!("{feed_url}\n")).expect("urls");
+    let (urls, cache) = (home.join("urls"), home.join("cache.db"));
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new("newsboat")
+            .args([
+                "-u",
+                urls.to_str().expect("utf-8 path"),
+                "-c",
+                cache.to_str().expect("utf-8 path"),
+                "-x",
+                "reload",
+                "print-unread",
+            ])
+            .env("HOME", &home)
+            .output()
+    })
+    .await
+    .expect("join")
+    .expect("run newsboat");
+    let stdout = text(&out.stdout);
+    assert!(
+        out.status.success(),
+        "newsboat {feed_url}: {stdout}{}",
+        text(&out.stderr)
+    );
+    stdout
+}
