@@ -163,4 +163,11 @@ source = "div.no-such-thing"
     assert_eq!(v["via"]["source"], "meta:contentsource");
     let warnings = v["warnings"].to_string();
     assert!(warnings.contains("div.no-such-thing"), "{warnings}");
+    // The crawl's own words: the same reading as a crawl of this file.
+    assert!(
+        warnings.contains(
+            "source: selector matched nothing, filled automatically (meta:contentsource)"
+        ),
+        "{warnings}"
+    );
 }

@@ -23,8 +23,7 @@ use url::Url;
 
 use crate::date;
 use crate::extract::{merge_dates, normalize_text, sanitize, Document};
-use crate::model::{Item, PageDate};
-use crate::site::ArticleRules;
+use crate::model::PageDate;
 
 pub use body::image_url;
 pub use report::{run, ExtractOptions, Report};
@@ -721,36 +720,6 @@ fn implied_zone(lang: Option<&str>, url: &Url, a: &body::Analysis) -> Option<(Tz
         return Some((Asia::Shanghai, "Chinese text".to_owned()));
     }
     None
-}
-
-/// Fills the fields a site's selectors left empty (rule absent or matched nothing) from
-/// automatic extraction; returns the names of the fields filled.
-pub fn fill(item: &mut Item, rules: &ArticleRules, auto: &AutoArticle) -> Vec<&'static str> {
-    let mut filled = Vec::new();
-    if item.title.is_none() && auto.title.is_some() {
-        item.title.clone_from(&auto.title);
-        filled.push("title");
-    }
-    if item.published.is_none() {
-        if let Some(d) = auto.published {
-            item.published = Some(d.at);
-            item.date_only = d.date_only;
-            filled.push("published");
-        }
-    }
-    if item.source.is_none() && auto.source.is_some() {
-        item.source.clone_from(&auto.source);
-        filled.push("source");
-    }
-    if item.content.is_none() && auto.content.is_some() {
-        item.content.clone_from(&auto.content);
-        filled.push("content");
-    }
-    if rules.images.is_none() && item.images.is_empty() && !auto.images.is_empty() {
-        item.images.clone_from(&auto.images);
-        filled.push("images");
-    }
-    filled
 }
 
 #[cfg(test)]

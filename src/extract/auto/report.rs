@@ -12,7 +12,7 @@ use crate::extract::{extract_article, Document};
 use crate::model::{canonical_url, ListEntry, Page};
 use crate::site::Site;
 
-use super::{extract, fill, Hints};
+use super::{extract, Hints};
 
 /// The operator's knobs.
 #[derive(Debug, Clone, Copy)]
@@ -76,54 +76,44 @@ pub fn run(page: &Page, opts: ExtractOptions<'_>) -> Report {
         via: BTreeMap::new(),
         warnings: Vec::new(),
     };
-    if let Some((site, rules)) = opts.site.and_then(|s| Some((s, s.article.as_ref()?))) {
+    if let Some(site) = opts.site {
+        // Exactly as a crawl reads the page (extract_article: the site's rules first,
+        // automatic extraction where a rule is absent or matched nothing), with the
+        // command line's zone and encoding over the file's.
+        let mut site = site.clone();
+        if let Some(tz) = timezone {
+            site.timezone = tz;
+        }
+        site.encoding = encoding;
+        let rules = site.article.clone().unwrap_or_default();
         let entry = ListEntry {
             url: Some(canonical_url(&page.url)),
             ..ListEntry::default()
         };
-        let mut item = extract_article(page, site, rules, &entry, opts.now);
-        // A field whose rule is absent or matched nothing is automatic, even where
-        // extract_article found a meta fallback: one source of truth per field.
-        let missed = |key: &str| item.warnings.iter().any(|w| w.starts_with(key));
-        let ruled = [
-            rules.title.is_some() && !missed("article.title:"),
-            rules.date.is_some() && !missed("article.date:"),
-            rules.source.is_some() && !missed("article.source:"),
-            rules.body.is_some() && !missed("article.body:"),
-            // Without an images rule, the selected body's pictures are the images.
-            if rules.images.is_some() {
-                !missed("article.images:")
-            } else {
-                rules.body.is_some() && !missed("article.body:") && !item.images.is_empty()
-            },
-        ];
-        if !ruled[0] {
-            item.title = None;
-        }
-        if !ruled[1] {
-            item.published = None;
-            item.date_only = false;
-        }
-        if !ruled[2] {
-            item.source = None;
-        }
-        if !ruled[3] {
-            item.content = None;
-        }
-        let before = item.clone();
-        let filled = fill(&mut item, rules, &auto);
-        for (field, by_rule) in ["title", "published", "source", "content", "images"]
-            .into_iter()
-            .zip(ruled)
-        {
-            if by_rule && !filled.contains(&field) {
-                via.insert(field.to_owned(), "selector".to_owned());
+        let item = extract_article(page, &site, &rules, &entry, opts.now);
+        for (field, key) in [
+            ("title", "title"),
+            ("date", "published"),
+            ("source", "source"),
+            ("body", "content"),
+            ("images", "images"),
+        ] {
+            match item.via.get(field) {
+                Some(v) => {
+                    via.insert(
+                        key.to_owned(),
+                        v.strip_prefix("auto:").unwrap_or(v).to_owned(),
+                    );
+                }
+                None => {
+                    via.remove(key);
+                }
             }
         }
-        if before.content.is_some() && !filled.contains(&"content") {
+        if item.via.get("body").map(String::as_str) == Some("selector") {
             // The text follows the selector's body, not the guessed one.
-            report.text = html_to_text(before.content.as_deref().unwrap_or(""));
-            via.insert("text".into(), via["content"].clone());
+            report.text = html_to_text(item.content.as_deref().unwrap_or(""));
+            via.insert("text".into(), "selector".into());
         }
         report.title = item.title;
         report.published = item.published;
@@ -131,7 +121,12 @@ pub fn run(page: &Page, opts: ExtractOptions<'_>) -> Report {
         report.source = item.source;
         report.content = item.content;
         report.images = item.images;
-        warnings.extend(item.warnings);
+        // The decoding warning is in both: say it once.
+        for w in item.warnings {
+            if !warnings.contains(&w) {
+                warnings.push(w);
+            }
+        }
     }
     warnings.extend(auto.warnings);
     report.via = via;
