@@ -37,8 +37,9 @@ pub(super) async fn preview_cmd(
         };
         items = preview_saved(&site, &page, kind, now, &mut notes);
     } else {
-        let start = url.unwrap_or_else(|| site.start_urls().remove(0));
-        let entries = preview_list(&site, &fetcher, &manners, start, &mut notes).await?;
+        // Every start page, as a crawl reads them, unless --url names one.
+        let starts = url.map_or_else(|| site.start_urls(), |u| vec![u]);
+        let entries = preview_list(&site, &fetcher, &manners, starts, &mut notes).await?;
         for entry in entries.iter().take(limit) {
             let Some(url) = &entry.url else { continue };
             // An upstream entry without a link has a stand-in URL: no page to fetch.
@@ -84,18 +85,11 @@ pub(super) async fn preview_list(
     site: &Site,
     fetcher: &Fetcher,
     manners: &Manners,
-    start: Url,
+    starts: Vec<Url>,
     notes: &mut Vec<String>,
 ) -> Result<Vec<ListEntry>> {
-    let lists = schedule::read_lists(
-        site,
-        fetcher,
-        manners,
-        vec![start],
-        |_| None,
-        &schedule::Quiet,
-    )
-    .await;
+    let lists =
+        schedule::read_lists(site, fetcher, manners, starts, |_| None, &schedule::Quiet).await;
     notes.extend(lists.warnings);
     notes.extend(lists.matched_nothing);
     match lists.error {

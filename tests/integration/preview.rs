@@ -119,3 +119,29 @@ fn saved_page_with_base() {
     );
     assert_eq!(v["published"], "2020-05-11T16:20:00+08:00");
 }
+
+/// Without `--url`, preview reads every `start` page, as a crawl does (a suggested file
+/// may list several).
+#[tokio::test(flavor = "multi_thread")]
+async fn preview_reads_every_start_page() {
+    let server = FixtureServer::start(&root().join("fixtures/site"), 0)
+        .await
+        .unwrap();
+    let origin = server.origin();
+    let tmp = crate::support::TempDir::new("preview-starts");
+    let file = tmp.join("two.toml");
+    let starts = format!("[\"{origin}/utf8/gzdt/index.html\", \"{origin}/gbk/gzdt/index.html\"]");
+    std::fs::write(
+        &file,
+        crate::support::fixture_selector(&origin, &[("start", &starts)]),
+    )
+    .unwrap();
+    let out = run(&["preview", file.to_str().unwrap(), "--json", "--limit", "80"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let urls: Vec<String> = text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["url"].to_string())
+        .collect();
+    assert_eq!(urls.len(), 54, "27 items from each start page");
+    assert_eq!(urls.iter().filter(|u| u.contains("/gbk/")).count(), 27);
+}
