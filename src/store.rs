@@ -22,6 +22,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Mutex;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -72,6 +73,36 @@ impl From<serde_json::Error> for StoreError {
 }
 
 /// Words for an I/O error met while opening the store at `dir`, naming the path at fault.
+/// Opens the sled database, waiting briefly for a lock that is about to be released:
+/// a store dropped in this process is closed by sled's IO threads a moment later, and a
+/// reopen in that window (a test, a quick restart) must not be refused as "in use".
+fn open_db(dir: &Path) -> Result<sled::Db, StoreError> {
+    const LOCK_WAIT: Duration = Duration::from_millis(1500);
+    let started = std::time::Instant::now();
+    loop {
+        let opened = sled::Config::new()
+            .path(dir)
+            .flush_every_ms(Some(500))
+            .open();
+        match opened {
+            Ok(db) => return Ok(db),
+            Err(sled::Error::Io(io))
+                if io.kind() == std::io::ErrorKind::WouldBlock
+                    || io.to_string().contains("lock") =>
+            {
+                if started.elapsed() >= LOCK_WAIT {
+                    return Err(StoreError::InUse {
+                        path: dir.display().to_string(),
+                    });
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err(sled::Error::Io(io)) => return Err(open_error(dir, &io)),
+            Err(other) => return Err(StoreError::Sled(other)),
+        }
+    }
+}
+
 fn open_error(dir: &Path, e: &std::io::Error) -> StoreError {
     use std::io::ErrorKind;
     // The nearest existing ancestor is the one that refused (a file in the way, a
@@ -229,20 +260,7 @@ impl Store {
             Ok(_) => {}
             Err(_) => std::fs::create_dir_all(dir).map_err(|e| open_error(dir, &e))?,
         }
-        let db = sled::Config::new()
-            .path(dir)
-            .flush_every_ms(Some(500))
-            .open()
-            .map_err(|e| match e {
-                sled::Error::Io(io)
-                    if io.kind() == std::io::ErrorKind::WouldBlock
-                        || io.to_string().contains("lock") =>
-                {
-                    StoreError::InUse { path: path.clone() }
-                }
-                sled::Error::Io(io) => open_error(dir, &io),
-                other => StoreError::Sled(other),
-            })?;
+        let db = open_db(dir)?;
         match db.get("schema_version")? {
             Some(v) => {
                 let found = u32::from_be_bytes(v.as_ref().try_into().unwrap_or([0xff; 4]));
