@@ -272,7 +272,7 @@ async fn three_shards_behind_nginx() {
     // The fixture image's enclosure (the feed's other images are never asked for: one is
     // on a non-loopback host).
     let img_re = regex::Regex::new(r#"<link href="([^"]+\.png)" rel="enclosure""#).expect("regex");
-    for i in 0..SITES {
+    for (i, shard) in owners.iter().enumerate() {
         let url = format!("{public}/feeds/{}.atom", site_id(i));
         let r = http().get(&url).send().await.expect(&url);
         assert_eq!(r.status(), 200, "{url}");
@@ -282,7 +282,7 @@ async fn three_shards_behind_nginx() {
             .captures(&feed)
             .unwrap_or_else(|| panic!("{url}: no PNG enclosure"))[1]
             .to_owned();
-        let prefix = format!("{public}/shard/{}/img/", owners[i]);
+        let prefix = format!("{public}/shard/{shard}/img/");
         assert!(src.starts_with(&prefix), "{src} not under {prefix}");
         let img = http().get(&src).send().await.expect(&src);
         assert_eq!(img.status(), 200, "{src}");
@@ -307,6 +307,50 @@ async fn three_shards_behind_nginx() {
         assert!(opml.contains(&xml_url), "{xml_url} missing from {opml}");
     }
     assert_eq!(opml.matches("<outline").count(), SITES);
+
+    // A site added after the config was written: its owner alone picks it up (the reload
+    // keeps the shard), and nginx, which has no map entry for it, finds it by trying the
+    // nodes in turn.
+    let new_id = site_id(SITES);
+    let new_owner = owner(&new_id, NODES);
+    small_site(&sites_dir.join(format!("s{SITES}")), ARTICLES, "");
+    let rules = small_selector(
+        &format!("{}/s{SITES}", fixture.origin()),
+        "schedule = \"0 0 1 1 *\"\ndelay = \"0s\"",
+    );
+    std::fs::write(selectors.join(format!("{new_id}.toml")), rules).expect("write");
+    let owner_base = &nodes[new_owner as usize - 1].0;
+    let crawled = eventually(Duration::from_secs(30), || async {
+        let s = status_json(owner_base).await?;
+        s["sites"]
+            .as_array()?
+            .iter()
+            .find(|x| x["id"] == new_id.as_str() && x["items"].as_u64() == Some(ARTICLES as u64))?;
+        Some(())
+    })
+    .await;
+    assert!(
+        crawled.is_some(),
+        "shard {new_owner} did not pick up {new_id}"
+    );
+    let url = format!("{public}/feeds/{new_id}.atom");
+    let r = http().get(&url).send().await.expect(&url);
+    assert_eq!(r.status(), 200, "{url}");
+    assert_eq!(
+        r.text().await.expect("feed").matches("<entry").count(),
+        ARTICLES
+    );
+    for (k, (base, _)) in (1..=NODES).zip(&nodes) {
+        let s = status_json(base).await.expect("status");
+        let listed = s["sites"]
+            .as_array()
+            .expect("sites")
+            .iter()
+            .any(|x| x["id"] == new_id.as_str());
+        assert_eq!(listed, k == new_owner, "node {k} lists {new_id}: {listed}");
+    }
+    let reads = fixture.hits_under(&format!("/s{SITES}/list.html")).len();
+    assert_eq!(reads, 1, "the new site's list page was read {reads} times");
 
     // A poll with the ETag is answered 304 by nginx; readers' different spellings of
     // Accept-Encoding share one cached copy.
@@ -339,10 +383,10 @@ async fn three_shards_behind_nginx() {
         stopped.wait_for(Duration::from_secs(15)).is_some(),
         "node 2 did not stop"
     );
-    for i in 0..SITES {
+    for (i, shard) in owners.iter().enumerate() {
         let url = format!("{public}/feeds/{}.rss", site_id(i));
         let status = http().get(&url).send().await.expect(&url).status();
-        if owners[i] == 2 {
+        if *shard == 2 {
             assert!(
                 status.is_server_error(),
                 "{url}: {status} from a stopped node"
