@@ -375,6 +375,45 @@ async fn three_shards_behind_nginx() {
     let by = again.headers()["x-cache-status"].to_str().expect("ascii");
     assert!(by == "HIT" || by == "REVALIDATED", "304 came from {by}");
 
+    // A burst of polls for a feed nginx has not cached makes one request to its node
+    // (proxy_cache_lock); the rest wait and get the cached copy.
+    let burst_id = site_id(0);
+    let burst_node = &nodes[owners[0] as usize - 1].0;
+    let url = format!("{public}/feeds/{burst_id}.json");
+    let polls: Vec<_> = (0..20)
+        .map(|_| {
+            let url = url.clone();
+            tokio::spawn(async move {
+                http()
+                    .get(&url)
+                    .header(header::ACCEPT_ENCODING, "gzip")
+                    .send()
+                    .await
+                    .map(|r| r.status().as_u16())
+            })
+        })
+        .collect();
+    for p in polls {
+        assert_eq!(p.await.expect("join").expect("poll"), 200);
+    }
+    let metrics = http()
+        .get(format!("{burst_node}/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics");
+    let upstream: f64 = metrics
+        .lines()
+        .filter(|l| l.contains("route=\"/feeds/{id}.json\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert_eq!(
+        upstream, 1.0,
+        "the node saw {upstream} requests for 20 polls"
+    );
+
     // Node 2 stops: its feeds fail, every other feed is still served (asked in RSS, which
     // nginx has not cached, so the answers are the nodes' own).
     let (_, stopped) = &mut nodes[1];
