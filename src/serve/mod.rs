@@ -465,7 +465,7 @@ async fn count_requests(
             _ => "/feeds/{id}.atom",
         },
         p if p.starts_with("/sites/") => "/sites/{id}",
-        p if p.starts_with("/img/") => "/img",
+        p if p.starts_with("/img/") || p.starts_with("/shard/") => "/img",
         "/" | "/opml" | "/status.json" | "/healthz" | "/metrics" => path,
         _ => "other",
     }

@@ -291,6 +291,20 @@ async fn three_shards_behind_nginx() {
             img.bytes().await.expect("png").as_ref(),
             std::fs::read(&png).expect("png")
         );
+        // Without nginx: the owner answers its prefixed path itself; another node's key
+        // does not verify the signature.
+        let path = src.strip_prefix(&public).expect("under the public URL");
+        let own = &nodes[*shard as usize - 1].0;
+        let direct = http().get(format!("{own}{path}")).send().await.expect(path);
+        assert_eq!(direct.status(), 200, "{own}{path}");
+        let unprefixed = path.replacen(&format!("/shard/{shard}"), "", 1);
+        let other = &nodes[(*shard as usize) % nodes.len()].0;
+        let r = http()
+            .get(format!("{other}{unprefixed}"))
+            .send()
+            .await
+            .expect(path);
+        assert_eq!(r.status(), 404, "{other}{unprefixed}");
     }
 
     // One OPML from any node lists every feed under the public URL.
