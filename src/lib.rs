@@ -20,7 +20,8 @@
 //! compression on a bounded blocking pool, never on the async workers that serve HTTP;
 //! `extract::listing` and `extract::extract_article` are the one reading of a page for
 //! the crawler and `preview`, with `extract::auto` filling what selectors miss; `suggest`
-//! writes a selector file from a list page, on top of extract and fetch.
+//! writes a selector file from a list page, on top of extract and fetch; `shard` splits
+//! the sites over several `serve` nodes and writes the nginx config in front of them.
 
 pub mod cli;
 pub mod config;
@@ -34,6 +35,7 @@ pub mod metrics;
 pub mod model;
 pub mod schedule;
 pub mod serve;
+pub mod shard;
 pub mod site;
 pub mod store;
 pub mod suggest;

@@ -46,6 +46,12 @@ pub enum Command {
     Serve {
         #[command(flatten)]
         settings: RawSettings,
+        /// Crawl and serve only shard K of N (counted from 1: 1/3, 2/3, 3/3): the sites
+        /// whose id hashes there. Every node reads the same selectors, keeps its own
+        /// --data, and takes the same --base-url; /opml still lists every feed. K is the
+        /// node's place in `feedbridge shards --nodes`.
+        #[arg(long, env = "FEEDBRIDGE_SHARD", value_name = "K/N")]
+        shard: Option<crate::shard::Shard>,
     },
     /// Run one pass over the named sites (all by default), print a summary, exit.
     Crawl {
@@ -148,6 +154,29 @@ pub enum Command {
         #[arg(long)]
         data: Option<PathBuf>,
     },
+    /// Print a reverse-proxy config for `serve --shard` nodes: routes each feed to the
+    /// node owning its site and caches feeds (include the nginx output inside `http { }`).
+    Shards {
+        /// The nodes in shard order, name=URL,...: the first is `serve --shard 1/N`.
+        #[arg(long, value_name = "NAME=URL,...")]
+        nodes: String,
+        /// The selectors directory (the same files every node reads).
+        #[arg(long, env = "FEEDBRIDGE_SELECTORS", default_value = "selectors")]
+        selectors: PathBuf,
+        /// Output format.
+        #[arg(long, value_parser = ["nginx"], default_value = "nginx")]
+        format: String,
+        /// nginx `listen` for the public server.
+        #[arg(long, default_value = "80", value_name = "ADDR")]
+        listen: String,
+        /// nginx's feed and image cache directory.
+        #[arg(
+            long,
+            default_value = "/var/cache/nginx/feedbridge",
+            value_name = "DIR"
+        )]
+        cache_dir: PathBuf,
+    },
     /// Exit 0 when a running feedbridge answers /healthz with 200 (for Docker HEALTHCHECK).
     Healthcheck {
         /// The health URL [default: http://<listen>/healthz, from FEEDBRIDGE_LISTEN]
@@ -188,10 +217,13 @@ pub async fn run(cli: Cli) -> Result<()> {
         })
     };
     match cli.command {
-        Command::Serve { settings: raw } => {
+        Command::Serve {
+            settings: raw,
+            shard,
+        } => {
             let s = settings(raw)?;
             init_logging(s.log_format);
-            serve_cmd(s).await
+            serve_cmd(s, shard).await
         }
         Command::Crawl {
             settings: raw,
@@ -276,6 +308,13 @@ pub async fn run(cli: Cli) -> Result<()> {
             demo_cmd(listen, data).await
         }
         Command::Healthcheck { url } => healthcheck_cmd(url).await,
+        Command::Shards {
+            nodes,
+            selectors,
+            format: _,
+            listen,
+            cache_dir,
+        } => shards_cmd(&nodes, &selectors, listen, cache_dir),
     }
 }
 
@@ -459,6 +498,36 @@ mod progress {
             }
         }
     }
+}
+
+/// Prints the nginx config for `nodes` over the sites of `dir`, and on stderr how many
+/// sites each node gets.
+fn shards_cmd(nodes: &str, dir: &Path, listen: String, cache_dir: PathBuf) -> Result<()> {
+    let nodes = crate::shard::parse_nodes(nodes).map_err(|e| config_failure(e.to_string()))?;
+    let ids = crate::shard::site_ids(dir).map_err(|e| {
+        config_failure(format!(
+            "{}: cannot read the selectors directory: {e}",
+            dir.display()
+        ))
+    })?;
+    let options = crate::shard::NginxOptions { listen, cache_dir };
+    let conf = crate::shard::nginx_config(&nodes, &ids, &options)
+        .map_err(|e| config_failure(e.to_string()))?;
+    print!("{conf}");
+    let count = nodes.len() as u32;
+    for (i, node) in nodes.iter().enumerate() {
+        let k = i as u32 + 1;
+        let n = ids
+            .iter()
+            .filter(|id| crate::shard::owner(id, count) == k)
+            .count();
+        eprintln!(
+            "{}: --shard {k}/{count}, {n} of {} sites",
+            node.name,
+            ids.len()
+        );
+    }
+    Ok(())
 }
 
 /// Checks files and folders (a folder = its `*.toml`, as `serve` reads it). Every

@@ -161,7 +161,10 @@ pub(super) fn websub_publisher(
     Ok(Some(publisher))
 }
 
-pub(super) async fn serve_cmd(settings: Settings) -> Result<()> {
+pub(super) async fn serve_cmd(
+    settings: Settings,
+    shard: Option<crate::shard::Shard>,
+) -> Result<()> {
     let store = open_store(&settings.data_dir)?;
     let dir = &settings.selectors_dir;
     let sites = SiteSet::load_dir(dir, None).map_err(|e| {
@@ -170,10 +173,15 @@ pub(super) async fn serve_cmd(settings: Settings) -> Result<()> {
             dir.display()
         ))
     })?;
+    let sites = match shard {
+        Some(s) => sites.shard(s),
+        None => sites,
+    };
     for e in &sites.errors {
         tracing::error!("selector file not loaded: {e}");
     }
-    tracing::info!(sites = sites.sites.len(), dir = %dir.display(), "selectors loaded");
+    let shard = shard.map(|s| s.to_string());
+    tracing::info!(sites = sites.sites.len(), other_shards = sites.elsewhere.len(), ?shard, dir = %dir.display(), "selectors loaded");
     run_service(&settings, store, sites, Some(dir.clone()), |_| {}).await
 }
 

@@ -204,6 +204,7 @@ pub fn render_index(
     base: &str,
     rows: &[SiteRow<'_>],
     orphan_errors: &[&SiteError],
+    shard: Option<crate::shard::Shard>,
     now: DateTime<Utc>,
 ) -> String {
     let mut links = String::new();
@@ -284,13 +285,15 @@ pub fn render_index(
         orphans.push_str("</ul>\n");
     }
     let body = format!(
-        r#"<h1>feedbridge</h1>
+        r#"<h1>feedbridge{shard}</h1>
 <p>{count}. <a href="{base}/opml">OPML</a> (import every feed into a reader) · <a href="{base}/status.json">status.json</a> · <a href="{base}/metrics">metrics</a></p>
 <table><thead><tr><th>Feed</th><th>Last run</th><th>When</th><th>Next run</th><th>Items</th><th>Fields found (last run)</th><th>Last error</th><th></th></tr></thead>
 <tbody>
 {table}</tbody></table>
 {orphans}"#,
         count = plural(rows.len(), "feed", "feeds"),
+        // A sharded node lists only its own sites: say so, and which shard.
+        shard = shard.map(|s| format!(" · shard {s}")).unwrap_or_default(),
     );
     page("feedbridge", &links, &body)
 }
@@ -597,7 +600,9 @@ pub(super) async fn index(
             !set.sites.contains_key(id)
         })
         .collect();
-    Ok(html_response(render_index(&base, &rows, &orphans, now)))
+    Ok(html_response(render_index(
+        &base, &rows, &orphans, set.shard, now,
+    )))
 }
 
 pub(super) async fn site_page(

@@ -406,6 +406,7 @@ pub fn app(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/feeds/{file}", get(feed))
         .route("/img/{sig}/{enc}", get(images::image))
+        .route("/shard/{k}/img/{sig}/{enc}", get(shard_image))
         .merge(pages)
         .fallback(|| async { AppError::NotFound("no such page".into()) })
         .layer(axum::middleware::from_fn_with_state(
@@ -464,7 +465,7 @@ async fn count_requests(
             _ => "/feeds/{id}.atom",
         },
         p if p.starts_with("/sites/") => "/sites/{id}",
-        p if p.starts_with("/img/") => "/img",
+        p if p.starts_with("/img/") || p.starts_with("/shard/") => "/img",
         "/" | "/opml" | "/status.json" | "/healthz" | "/metrics" => path,
         _ => "other",
     }
@@ -476,6 +477,20 @@ async fn count_requests(
         1.0,
     );
     response
+}
+
+/// `/shard/<k>/img/...` asked of the node itself (no proxy in front, which would strip
+/// the prefix): the same image, verified by this node's key.
+async fn shard_image(
+    state: State<Arc<AppState>>,
+    path: Result<Path<(String, String, String)>, axum::extract::rejection::PathRejection>,
+    method: Method,
+    headers: HeaderMap,
+) -> Result<Response, images::ImageError> {
+    let Ok(Path((_, sig, enc))) = path else {
+        return Err(images::ImageError::NotFound);
+    };
+    images::image(state, Ok(Path((sig, enc))), method, headers).await
 }
 
 fn site_of(state: &AppState, id: &str) -> Option<Arc<Site>> {
@@ -512,7 +527,11 @@ async fn feed(
         .rsplit_once('.')
         .and_then(|(id, ext)| Some((id, Format::from_ext(ext)?)))
         .ok_or_else(|| AppError::NotFound(file.clone()))?;
-    let site = site_of(&state, id).ok_or_else(|| AppError::NotFound(file.clone()))?;
+    let Some(site) = site_of(&state, id) else {
+        return Ok(
+            other_shard(&state, id).unwrap_or_else(|| AppError::NotFound(file).into_response())
+        );
+    };
     let base = base(&state, &headers);
     let cached = cached_feed(&state, &site, format).await?;
     let middle = cached.middle(&base);
@@ -563,6 +582,35 @@ async fn feed(
     Ok((StatusCode::OK, h, body).into_response())
 }
 
+/// A feed of another shard's site, asked of this node: 404 naming the owner. Not 421
+/// (Misdirected Request): that one is defined for HTTP/2 connection reuse, nginx does not
+/// retry on it by default, and feed readers show it as an odd failure; a 404 is what every
+/// reader and proxy handles (the generated nginx config retries the next node on it), and
+/// `no-store` keeps a cache from remembering a misroute.
+fn other_shard(state: &AppState, id: &str) -> Option<Response> {
+    let set = state.sites.borrow().clone();
+    let shard = set.shard?;
+    if !set.elsewhere.contains_key(id) {
+        return None;
+    }
+    let body = format!(
+        "feed {} is served by shard {}, not by this node (shard {shard})\n",
+        printable_name(id),
+        shard.owner_of(id)
+    );
+    Some(
+        (
+            StatusCode::NOT_FOUND,
+            [
+                (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+                (header::CACHE_CONTROL, "no-store"),
+            ],
+            body,
+        )
+            .into_response(),
+    )
+}
+
 fn hv(s: &str) -> HeaderValue {
     HeaderValue::from_str(s).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
@@ -592,6 +640,13 @@ async fn cached_feed(
         .base_url
         .as_ref()
         .map(|b| b.as_str().trim_end_matches('/').to_owned());
+    // Sharded, images go under the node's own prefix: only its key verifies them.
+    let image_prefix = state
+        .sites
+        .borrow()
+        .shard
+        .map(crate::shard::image_prefix)
+        .unwrap_or_default();
     let rendered = cpu_bound(move || -> Result<RenderedFeed, AppError> {
         let site = job_site;
         let mut items = store.recent(&site.id, site.max_items)?;
@@ -608,7 +663,8 @@ async fn cached_feed(
         };
         if let Some(proxy) = proxy {
             let base = image_base.as_deref().unwrap_or(placeholder);
-            images::rewrite_items(&mut items, &proxy.signer, &site.id, base);
+            let base = format!("{base}{image_prefix}");
+            images::rewrite_items(&mut items, &proxy.signer, &site.id, &base);
         }
         let meta = FeedMeta {
             site_id: site.id.clone(),
@@ -804,7 +860,7 @@ async fn opml(
     let set = state.sites.borrow().clone();
     let base = base(&state, &headers);
     let mut outlines = String::new();
-    for site in set.sites.values() {
+    for site in set.all_sites() {
         let html_url = site
             .home
             .as_ref()
@@ -849,7 +905,8 @@ async fn status_json(
     }
     // One `path:line:col: message` per problem (a file may have several).
     let errors: Vec<String> = set.errors.iter().flat_map(|e| e.lines()).collect();
-    let body = serde_json::json!({ "sites": sites, "errors": errors });
+    let shard = set.shard.map(|s| s.to_string());
+    let body = serde_json::json!({ "shard": shard, "sites": sites, "errors": errors });
     Ok((
         [(header::CONTENT_TYPE, "application/json")],
         body.to_string(),

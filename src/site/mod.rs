@@ -575,6 +575,30 @@ remove = ["script"]
     }
 
     #[test]
+    fn a_shard_keeps_its_sites_across_reloads_and_lists_the_rest() {
+        let dir = std::env::temp_dir().join(format!("feedbridge-shard-set-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        for i in 0..12 {
+            std::fs::write(dir.join(format!("s{i}.toml")), GOOD).unwrap();
+        }
+        std::fs::write(dir.join("broken.toml"), "title = ").unwrap();
+        let shard: crate::shard::Shard = "2/3".parse().unwrap();
+        let set = SiteSet::load_dir(&dir, None).unwrap().shard(shard);
+        assert!(set.sites.keys().all(|id| shard.owns(id)));
+        assert!(set.elsewhere.keys().all(|id| !shard.owns(id)));
+        assert_eq!(set.sites.len() + set.elsewhere.len(), 12);
+        assert_eq!(set.all_sites().len(), 12);
+        assert_eq!(set.errors.len(), usize::from(shard.owns("broken")));
+        std::fs::write(dir.join("s12.toml"), GOOD).unwrap();
+        let reloaded = SiteSet::load_dir(&dir, Some(&set)).unwrap();
+        assert_eq!(reloaded.shard, Some(shard));
+        assert!(reloaded.sites.keys().all(|id| shard.owns(id)));
+        assert_eq!(reloaded.all_sites().len(), 13);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn site_ids() {
         assert!(is_valid_site_id("henan-gzdt2"));
         for bad in ["", "-a", "A", "a_b", "a.b", "..", "a/b"] {
@@ -588,6 +612,11 @@ remove = ["script"]
 pub struct SiteSet {
     pub sites: std::collections::BTreeMap<String, std::sync::Arc<Site>>,
     pub errors: Vec<SiteError>,
+    /// With `serve --shard`: which shard `sites` (and `errors`) are; a reload keeps it.
+    pub shard: Option<crate::shard::Shard>,
+    /// With a shard: the other shards' sites, only listed (in `/opml`), never crawled or
+    /// served here.
+    pub elsewhere: std::collections::BTreeMap<String, std::sync::Arc<Site>>,
 }
 
 impl SiteSet {
@@ -598,7 +627,7 @@ impl SiteSet {
         for path in selector_files(dir)? {
             match load(&path) {
                 Ok(site) => {
-                    let site = match previous.and_then(|p| p.sites.get(&site.id)) {
+                    let site = match previous.and_then(|p| p.any(&site.id)) {
                         Some(old) if old.fingerprint == site.fingerprint => old.clone(),
                         _ => std::sync::Arc::new(site),
                     };
@@ -609,14 +638,56 @@ impl SiteSet {
                         .file_stem()
                         .and_then(|s| s.to_str())
                         .unwrap_or_default();
-                    if let Some(old) = previous.and_then(|p| p.sites.get(id)) {
+                    if let Some(old) = previous.and_then(|p| p.any(id)) {
                         set.sites.insert(id.to_owned(), old.clone());
                     }
                     set.errors.push(e);
                 }
             }
         }
-        Ok(set)
+        // The one place a reload applies the shard, whoever reloads.
+        Ok(match previous.and_then(|p| p.shard) {
+            Some(shard) => set.shard(shard),
+            None => set,
+        })
+    }
+
+    /// A site of this set or of another shard.
+    fn any(&self, id: &str) -> Option<&std::sync::Arc<Site>> {
+        self.sites.get(id).or_else(|| self.elsewhere.get(id))
+    }
+
+    /// This set as shard `shard` sees it: `sites` keeps the sites it owns, the others
+    /// move to `elsewhere`, and `errors` keeps the files it would own.
+    pub fn shard(mut self, shard: crate::shard::Shard) -> SiteSet {
+        let all = std::mem::take(&mut self.sites)
+            .into_iter()
+            .chain(std::mem::take(&mut self.elsewhere));
+        for (id, site) in all {
+            if shard.owns(&id) {
+                self.sites.insert(id, site);
+            } else {
+                self.elsewhere.insert(id, site);
+            }
+        }
+        self.errors.retain(|e| {
+            shard.owns(
+                e.path
+                    .file_stem()
+                    .and_then(|s| s.to_str())
+                    .unwrap_or_default(),
+            )
+        });
+        self.shard = Some(shard);
+        self
+    }
+
+    /// Every site of every shard, by id (for `/opml`: an aggregator imports one list).
+    pub fn all_sites(&self) -> Vec<&std::sync::Arc<Site>> {
+        let mut all: Vec<&std::sync::Arc<Site>> =
+            self.sites.values().chain(self.elsewhere.values()).collect();
+        all.sort_by(|a, b| a.id.cmp(&b.id));
+        all
     }
 }
 
