@@ -72,12 +72,20 @@ pub(super) async fn run_service(
     state.hub = settings.hub.clone();
     state.hub_warnings = hub_warnings;
     let publisher_task = publisher.map(|p| tokio::spawn(p.run(shutdown_rx.clone())));
-    state.images = Some(Arc::new(serve::images::ImageProxy::open(
+    // A broken image cache (unwritable dir, unreadable key) costs the images, not the
+    // feeds: proxied feeds point at the origin again and `/img/` answers 503.
+    state.images = match serve::images::ImageProxy::open(
         &settings.data_dir,
         settings.image_cache_bytes,
         &settings.fetch,
         settings.default_delay,
-    )?));
+    ) {
+        Ok(proxy) => Some(Arc::new(proxy)),
+        Err(e) => {
+            tracing::error!(error = %e, "image proxy unavailable: feeds link images directly");
+            None
+        }
+    };
     let state = Arc::new(state);
     let prefetch_task = tokio::spawn(serve::images::prefetch(state.clone(), shutdown_rx.clone()));
     let app = serve::app(state);

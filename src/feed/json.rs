@@ -8,7 +8,7 @@
 use chrono::{DateTime, FixedOffset, Utc};
 use serde_json::{json, Map, Value};
 
-use super::{FeedMeta, ItemView};
+use super::{FeedMeta, ItemView, KnownImages};
 use crate::model::{xml_safe, StoredItem};
 
 pub const VERSION: &str = "https://jsonfeed.org/version/1.1";
@@ -24,6 +24,17 @@ pub fn render_with_hub(
     meta: &FeedMeta,
     hub: Option<&str>,
     items: &[StoredItem],
+    now: DateTime<Utc>,
+) -> Vec<u8> {
+    render_known(meta, hub, items, &KnownImages::new(), now)
+}
+
+/// [`render_with_hub`] where the attachments of `known` images have their size and type.
+pub fn render_known(
+    meta: &FeedMeta,
+    hub: Option<&str>,
+    items: &[StoredItem],
+    known: &KnownImages,
     _now: DateTime<Utc>,
 ) -> Vec<u8> {
     let tz = meta.timezone;
@@ -45,7 +56,7 @@ pub fn render_with_hub(
             json!([{ "type": "WebSub", "url": xml_safe(hub) }]),
         );
     }
-    let entries: Vec<Value> = items.iter().map(|s| item(s, local)).collect();
+    let entries: Vec<Value> = items.iter().map(|s| item(s, known, local)).collect();
     feed.insert("items".into(), Value::Array(entries));
     let mut out = serde_json::to_vec(&Value::Object(feed)).unwrap_or_else(|e| {
         // Serializing a Value to a Vec cannot fail; never serve half a feed.
@@ -56,8 +67,12 @@ pub fn render_with_hub(
     out
 }
 
-fn item(s: &StoredItem, local: impl Fn(DateTime<Utc>) -> DateTime<FixedOffset>) -> Value {
-    let view = ItemView::of(s);
+fn item(
+    s: &StoredItem,
+    known: &KnownImages,
+    local: impl Fn(DateTime<Utc>) -> DateTime<FixedOffset>,
+) -> Value {
+    let view = ItemView::of(s, known);
     let mut m = Map::new();
     m.insert("id".into(), view.id.into());
     m.insert("url".into(), view.url.into());
@@ -73,8 +88,8 @@ fn item(s: &StoredItem, local: impl Fn(DateTime<Utc>) -> DateTime<FixedOffset>) 
     if !view.summary.is_empty() {
         m.insert("summary".into(), view.summary.into());
     }
-    if let Some((first, _)) = view.images.first() {
-        m.insert("image".into(), first.clone().into());
+    if let Some(first) = view.images.first() {
+        m.insert("image".into(), first.url.clone().into());
     }
     if let Some(p) = s.item.published {
         m.insert(
@@ -93,7 +108,13 @@ fn item(s: &StoredItem, local: impl Fn(DateTime<Utc>) -> DateTime<FixedOffset>) 
         let attachments: Vec<Value> = view
             .images
             .into_iter()
-            .map(|(url, mime)| json!({ "url": url, "mime_type": mime }))
+            .map(|img| {
+                let mut a = json!({ "url": img.url, "mime_type": img.mime });
+                if let Some(n) = img.length {
+                    a["size_in_bytes"] = n.into();
+                }
+                a
+            })
             .collect();
         m.insert("attachments".into(), Value::Array(attachments));
     }

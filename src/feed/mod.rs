@@ -11,6 +11,8 @@ pub mod json;
 pub mod rss;
 
 use atom_syndication::{Category, Content, Entry, Feed, Generator, Link, Person, Text};
+use std::collections::HashMap;
+
 use chrono::{DateTime, FixedOffset, Utc};
 use chrono_tz::Tz;
 
@@ -28,6 +30,26 @@ pub struct FeedMeta {
     pub self_url: String,
     pub language: Option<String>,
     pub timezone: Tz,
+}
+
+/// What is known of an image from its bytes (the proxy's cache): its size in octets and
+/// its sniffed media type, which beat the type guessed from the URL's extension.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KnownImage {
+    pub length: u64,
+    pub mime: &'static str,
+}
+
+/// Known images by URL, exactly as the URL appears in the items' `images`.
+pub type KnownImages = HashMap<String, KnownImage>;
+
+/// One image as an enclosure.
+pub(crate) struct Enclosure {
+    pub url: String,
+    pub mime: &'static str,
+    /// Octets, when the image's bytes are known; renderers otherwise say nothing (Atom,
+    /// JSON) or 0 (RSS, which requires the attribute).
+    pub length: Option<u64>,
 }
 
 /// The formats a feed is served in; the file extension names it (`/feeds/<id>.<ext>`).
@@ -84,10 +106,23 @@ impl Format {
         items: &[StoredItem],
         now: DateTime<Utc>,
     ) -> Vec<u8> {
+        self.render_known(meta, hub, items, &KnownImages::new(), now)
+    }
+
+    /// [`Format::render_with_hub`] where the enclosures of the `known` images carry their
+    /// length and real type.
+    pub fn render_known(
+        self,
+        meta: &FeedMeta,
+        hub: Option<&str>,
+        items: &[StoredItem],
+        known: &KnownImages,
+        now: DateTime<Utc>,
+    ) -> Vec<u8> {
         match self {
-            Format::Atom => render_atom(meta, hub, items, now),
-            Format::Rss => rss::render_with_hub(meta, hub, items, now),
-            Format::Json => json::render_with_hub(meta, hub, items, now),
+            Format::Atom => render_atom(meta, hub, items, known, now),
+            Format::Rss => rss::render_known(meta, hub, items, known, now),
+            Format::Json => json::render_known(meta, hub, items, known, now),
         }
     }
 }
@@ -106,12 +141,12 @@ pub(crate) struct ItemView {
     /// Sanitized HTML body.
     pub content: Option<String>,
     /// Images a reader can fetch (http/https only), with their media type.
-    pub images: Vec<(String, &'static str)>,
+    pub images: Vec<Enclosure>,
     pub categories: Vec<String>,
 }
 
 impl ItemView {
-    pub(crate) fn of(s: &StoredItem) -> ItemView {
+    pub(crate) fn of(s: &StoredItem, known: &KnownImages) -> ItemView {
         let item = &s.item;
         let content_text = item
             .content
@@ -157,7 +192,14 @@ impl ItemView {
                 .images
                 .iter()
                 .filter(fetchable)
-                .map(|i| (xml_safe(i).into_owned(), image_type(i)))
+                .map(|i| {
+                    let facts = known.get(i.as_str());
+                    Enclosure {
+                        url: xml_safe(i).into_owned(),
+                        mime: facts.map_or_else(|| image_type(i), |k| k.mime),
+                        length: facts.map(|k| k.length),
+                    }
+                })
                 .collect(),
             categories: item
                 .categories
@@ -178,13 +220,14 @@ pub fn feed_id(site_id: &str) -> String {
 
 /// Renders the feed; `items` are newest first and already cut to `max_items`.
 pub fn render(meta: &FeedMeta, items: &[StoredItem], now: DateTime<Utc>) -> Vec<u8> {
-    render_atom(meta, None, items, now)
+    render_atom(meta, None, items, &KnownImages::new(), now)
 }
 
 fn render_atom(
     meta: &FeedMeta,
     hub: Option<&str>,
     items: &[StoredItem],
+    known: &KnownImages,
     now: DateTime<Utc>,
 ) -> Vec<u8> {
     let tz = meta.timezone;
@@ -195,7 +238,7 @@ fn render_atom(
     };
     let entries: Vec<Entry> = items
         .iter()
-        .map(|s| entry(s, &feed_author, local))
+        .map(|s| entry(s, known, &feed_author, local))
         .collect();
     let updated = items.iter().map(|s| s.updated).max().unwrap_or(now);
     let mut links = vec![Link {
@@ -243,21 +286,24 @@ fn render_atom(
 
 fn entry(
     s: &StoredItem,
+    known: &KnownImages,
     feed_author: &Person,
     local: impl Fn(DateTime<Utc>) -> DateTime<FixedOffset>,
 ) -> Entry {
-    let view = ItemView::of(s);
+    let view = ItemView::of(s, known);
     let mut links = vec![Link {
         href: view.url,
         rel: "alternate".into(),
         mime_type: Some("text/html".into()),
         ..Link::default()
     }];
-    for (img, mime) in view.images {
+    for img in view.images {
         links.push(Link {
-            href: img,
+            href: img.url,
             rel: "enclosure".into(),
-            mime_type: Some(mime.into()),
+            mime_type: Some(img.mime.into()),
+            // RFC 4287 4.2.7.6: the length in octets, a hint; left out when unknown.
+            length: img.length.map(|n| n.to_string()),
             ..Link::default()
         });
     }
@@ -345,6 +391,69 @@ mod tests {
         assert_eq!(html_to_text("<p>A &amp; B</p><p>C&lt;D</p>"), "A & B C<D");
         assert_eq!(image_type("http://a/x.PNG?v=1"), "image/png");
         assert_eq!(image_type("http://a/photo"), "image/jpeg");
+    }
+
+    #[test]
+    fn known_images_carry_length_and_sniffed_type_in_every_format() {
+        use crate::model::Item;
+        let at = DateTime::from_timestamp(1_589_212_800, 0).unwrap();
+        let meta = FeedMeta {
+            site_id: "s".into(),
+            title: "t".into(),
+            home: None,
+            self_url: "http://x/feeds/s".into(),
+            language: None,
+            timezone: chrono_tz::UTC,
+        };
+        let item = Item {
+            url: "http://a/1".into(),
+            images: vec!["http://a/img/raw?x=1&y=2".into(), "http://a/b.gif".into()],
+            ..Item::default()
+        };
+        let items = [StoredItem {
+            item,
+            first_seen: at,
+            updated: at,
+            sort_ms: 0,
+            hash: String::new(),
+        }];
+        let known = KnownImages::from([(
+            "http://a/img/raw?x=1&y=2".to_owned(),
+            KnownImage {
+                length: 3008,
+                mime: "image/png",
+            },
+        )]);
+        let text = |f: Format| String::from_utf8(f.render_known(&meta, None, &items, &known, at));
+        let atom = text(Format::Atom).unwrap();
+        assert!(
+            atom.contains(r#"href="http://a/img/raw?x=1&amp;y=2" rel="enclosure" type="image/png" length="3008""#),
+            "{atom}"
+        );
+        // Unknown: the type from the extension, no length (RFC 4287 makes it optional).
+        assert!(
+            atom.contains(r#"href="http://a/b.gif" rel="enclosure" type="image/gif"/>"#),
+            "{atom}"
+        );
+        let rss = text(Format::Rss).unwrap();
+        assert!(
+            rss.contains(
+                r#"<enclosure url="http://a/img/raw?x=1&amp;y=2" length="3008" type="image/png"/>"#
+            ),
+            "{rss}"
+        );
+        let json: serde_json::Value = serde_json::from_str(&text(Format::Json).unwrap()).unwrap();
+        let attachments = &json["items"][0]["attachments"];
+        assert_eq!(attachments[0]["size_in_bytes"], 3008);
+        assert_eq!(attachments[0]["mime_type"], "image/png");
+        assert!(attachments[1].get("size_in_bytes").is_none());
+        assert_eq!(attachments[1]["mime_type"], "image/gif");
+        // Without knowledge, the output is what it always was.
+        let plain = String::from_utf8(Format::Atom.render(&meta, &items, at)).unwrap();
+        assert!(
+            plain.contains(r#"rel="enclosure" type="image/jpeg"/>"#),
+            "{plain}"
+        );
     }
 
     #[test]

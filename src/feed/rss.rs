@@ -10,7 +10,7 @@
 
 use chrono::{DateTime, FixedOffset, Utc};
 
-use super::{FeedMeta, ItemView};
+use super::{FeedMeta, ItemView, KnownImages};
 use crate::model::{xml_safe, StoredItem};
 
 /// Renders the feed; `items` are newest first and already cut to `max_items`.
@@ -26,6 +26,17 @@ pub fn render_with_hub(
     meta: &FeedMeta,
     hub: Option<&str>,
     items: &[StoredItem],
+    now: DateTime<Utc>,
+) -> Vec<u8> {
+    render_known(meta, hub, items, &KnownImages::new(), now)
+}
+
+/// [`render_with_hub`] where the enclosure of a `known` image has its length and type.
+pub fn render_known(
+    meta: &FeedMeta,
+    hub: Option<&str>,
+    items: &[StoredItem],
+    known: &KnownImages,
     now: DateTime<Utc>,
 ) -> Vec<u8> {
     let tz = meta.timezone;
@@ -64,14 +75,19 @@ pub fn render_with_hub(
         out.push_str("\" rel=\"hub\"/>\n");
     }
     for s in items {
-        item(&mut out, s, local);
+        item(&mut out, s, known, local);
     }
     out.push_str("</channel>\n</rss>\n");
     out.into_bytes()
 }
 
-fn item(out: &mut String, s: &StoredItem, local: impl Fn(DateTime<Utc>) -> DateTime<FixedOffset>) {
-    let view = ItemView::of(s);
+fn item(
+    out: &mut String,
+    s: &StoredItem,
+    known: &KnownImages,
+    local: impl Fn(DateTime<Utc>) -> DateTime<FixedOffset>,
+) {
+    let view = ItemView::of(s, known);
     out.push_str("<item>\n");
     element(out, "title", &view.title);
     element(out, "link", &view.url);
@@ -93,13 +109,15 @@ fn item(out: &mut String, s: &StoredItem, local: impl Fn(DateTime<Utc>) -> DateT
         .published
         .map_or_else(|| local(s.first_seen), |p| local(p.with_timezone(&Utc)));
     element(out, "pubDate", &rfc822(date));
-    if let Some((url, mime)) = view.images.first() {
-        // RSS requires a length; 0 is the accepted value when it is unknown (we never
-        // fetch the image to learn it).
+    if let Some(img) = view.images.first() {
+        // RSS requires a length; 0 is the accepted value when it is unknown (an image
+        // not in the proxy's cache).
         out.push_str("<enclosure url=\"");
-        escape_into(out, url);
-        out.push_str("\" length=\"0\" type=\"");
-        out.push_str(mime);
+        escape_into(out, &img.url);
+        out.push_str("\" length=\"");
+        out.push_str(&img.length.unwrap_or(0).to_string());
+        out.push_str("\" type=\"");
+        out.push_str(img.mime);
         out.push_str("\"/>\n");
     }
     if let Some(html) = &view.content {

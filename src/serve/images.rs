@@ -10,7 +10,7 @@
 //! bytes) are served. Fetched images are kept on disk, content-addressed, under a size
 //! budget that evicts the least recently used.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path as FsPath, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -24,6 +24,7 @@ use bytes::Bytes;
 use url::Url;
 
 use super::AppState;
+use crate::feed::{KnownImage, KnownImages};
 use crate::fetch::{FetchError, FetchOutcome, FetchSettings, Fetcher, Manners};
 use crate::metrics::Metrics;
 use crate::model::StoredItem;
@@ -48,6 +49,9 @@ pub enum ImageError {
     Io(#[from] std::io::Error),
     #[error("image key {path}: {detail}")]
     Key { path: PathBuf, detail: String },
+    /// The proxy could not open at start (see the log); feeds show images direct.
+    #[error("the image proxy is unavailable")]
+    Unavailable,
 }
 
 impl IntoResponse for ImageError {
@@ -55,7 +59,9 @@ impl IntoResponse for ImageError {
         let status = match self {
             ImageError::NotFound => StatusCode::NOT_FOUND,
             ImageError::NotAnImage(_) | ImageError::Origin(_) => StatusCode::BAD_GATEWAY,
-            ImageError::Io(_) | ImageError::Key { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ImageError::Io(_) | ImageError::Key { .. } | ImageError::Unavailable => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
         };
         (
             status,
@@ -256,6 +262,17 @@ pub fn rewrite_img_src(html: &str, map: impl Fn(&str) -> Option<String>) -> Stri
     out
 }
 
+/// The `src` of every `<img>` in sanitized HTML, as [`rewrite_img_src`] reads them (so
+/// they name the same proxy paths).
+pub fn img_srcs(html: &str) -> Vec<String> {
+    let found = std::cell::RefCell::new(Vec::new());
+    rewrite_img_src(html, |src| {
+        found.borrow_mut().push(src.to_owned());
+        None
+    });
+    found.into_inner()
+}
+
 /// The media type of image bytes, from their signature; `None` for anything else.
 pub fn sniff(bytes: &[u8]) -> Option<&'static str> {
     if bytes.starts_with(&[0xff, 0xd8, 0xff]) {
@@ -335,21 +352,56 @@ struct Index {
     /// Signature -> content hash.
     names: HashMap<blake3::Hash, blake3::Hash>,
     blobs: HashMap<blake3::Hash, Blob>,
+    /// Blobs by `last_used`, oldest first: eviction takes the first, in O(log n).
+    order: BTreeMap<u64, blake3::Hash>,
     total: u64,
     tick: u64,
+    /// Lines in the log file, live or not: past twice the live names it is rewritten.
+    log_lines: usize,
 }
 
 impl Index {
+    /// Marks `hash` (a blob the index holds) as the most recently used.
+    fn touch(&mut self, hash: &blake3::Hash) {
+        self.tick += 1;
+        let tick = self.tick;
+        if let Some(blob) = self.blobs.get_mut(hash) {
+            self.order.remove(&blob.last_used);
+            blob.last_used = tick;
+            self.order.insert(tick, *hash);
+        }
+    }
+
+    /// Names `hash` by `sig` (a new blob of `size` bytes and type `mime` when unknown),
+    /// as the most recently used.
+    fn insert(&mut self, sig: blake3::Hash, hash: blake3::Hash, size: u64, mime: &'static str) {
+        if let Some(old) = self.names.insert(sig, hash) {
+            if old != hash {
+                if let Some(b) = self.blobs.get_mut(&old) {
+                    b.names.retain(|n| *n != sig);
+                }
+            }
+        }
+        let blob = self.blobs.entry(hash).or_insert_with(|| Blob {
+            size,
+            mime,
+            last_used: 0,
+            names: Vec::new(),
+        });
+        if blob.last_used == 0 {
+            self.total += size;
+        }
+        if !blob.names.contains(&sig) {
+            blob.names.push(sig);
+        }
+        self.touch(&hash);
+    }
+
     /// Drops the least recently used blobs until the total fits `budget`; returns them.
     fn evict(&mut self, budget: u64) -> Vec<blake3::Hash> {
         let mut evicted = Vec::new();
         while self.total > budget {
-            let Some(oldest) = self
-                .blobs
-                .iter()
-                .min_by_key(|(_, b)| b.last_used)
-                .map(|(h, _)| *h)
-            else {
+            let Some((_, oldest)) = self.order.pop_first() else {
                 break;
             };
             if let Some(blob) = self.blobs.remove(&oldest) {
@@ -361,6 +413,25 @@ impl Index {
             evicted.push(oldest);
         }
         evicted
+    }
+
+    /// The log holding exactly the live names, least recently used first (so that a
+    /// replay restores the order).
+    fn compacted(&self) -> String {
+        let mut out = String::with_capacity(self.names.len() * 140);
+        for hash in self.order.values() {
+            if let Some(blob) = self.blobs.get(hash) {
+                for sig in &blob.names {
+                    out.push_str(&format!(
+                        "{} {} {}\n",
+                        sig.to_hex(),
+                        hash.to_hex(),
+                        blob.mime
+                    ));
+                }
+            }
+        }
+        out
     }
 }
 
@@ -399,6 +470,11 @@ pub struct ImageProxy {
     flights: Mutex<HashMap<blake3::Hash, Flight>>,
     /// Site id -> its failures; bounded by [`MAX_ERROR_SITES`].
     errors: Mutex<HashMap<String, ImageErrors>>,
+    /// Site id -> images it had cached since start (live sites only: [`ImageProxy::fetch`]
+    /// runs for a configured site): moves the freshness of `inline-cache` feeds.
+    cached_per_site: Mutex<HashMap<String, u64>>,
+    /// Held while the index log is appended to or rewritten, so no line is lost.
+    log: tokio::sync::Mutex<()>,
 }
 
 impl ImageProxy {
@@ -431,6 +507,8 @@ impl ImageProxy {
             index: Mutex::new(index),
             flights: Mutex::default(),
             errors: Mutex::default(),
+            cached_per_site: Mutex::default(),
+            log: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -481,11 +559,65 @@ impl ImageProxy {
     fn lookup(&self, sig: &blake3::Hash) -> Option<(blake3::Hash, &'static str)> {
         let mut index = self.index.lock().ok()?;
         let hash = *index.names.get(sig)?;
-        index.tick += 1;
-        let tick = index.tick;
-        let blob = index.blobs.get_mut(&hash)?;
-        blob.last_used = tick;
-        Some((hash, blob.mime))
+        index.touch(&hash);
+        Some((hash, index.blobs.get(&hash)?.mime))
+    }
+
+    /// Size and sniffed type of the cached image `sig` names (not marked as used).
+    fn facts(&self, sig: &blake3::Hash) -> Option<KnownImage> {
+        let index = self.index.lock().ok()?;
+        let blob = index.blobs.get(index.names.get(sig)?)?;
+        Some(KnownImage {
+            length: blob.size,
+            mime: blob.mime,
+        })
+    }
+
+    /// What the cache knows of the images of `items` after [`rewrite_items`] pointed them
+    /// at the proxy under `base`, keyed by those URLs: the enclosures' length and type.
+    pub fn known_images(&self, items: &[StoredItem], base: &str) -> KnownImages {
+        let mut known = KnownImages::new();
+        for url in items.iter().flat_map(|s| &s.item.images) {
+            let Some(sig) = url
+                .strip_prefix(base)
+                .and_then(|p| p.strip_prefix("/img/"))
+                .and_then(|p| p.split('/').next())
+                .and_then(|hex| blake3::Hash::from_hex(hex).ok())
+            else {
+                continue;
+            };
+            if let Some(facts) = self.facts(&sig) {
+                known.insert(url.clone(), facts);
+            }
+        }
+        known
+    }
+
+    /// Images of `site` cached since start: a rendering of an `inline-cache` feed older
+    /// than a change of this is stale (its enclosures lack lengths).
+    pub fn site_generation(&self, site: &str) -> u64 {
+        self.cached_per_site
+            .lock()
+            .map_or(0, |m| m.get(site).copied().unwrap_or(0))
+    }
+
+    /// Counts one more line in the index log; past twice the live names, rewrites it with
+    /// only those. Called with [`ImageProxy::log`] held.
+    async fn compact_if_due(&self) -> std::io::Result<()> {
+        let compacted = {
+            let Ok(mut index) = self.index.lock() else {
+                return Ok(());
+            };
+            index.log_lines += 1;
+            if index.log_lines <= 2 * index.names.len() + LOG_SLACK {
+                return Ok(());
+            }
+            index.log_lines = index.names.len();
+            index.compacted()
+        };
+        let tmp = self.dir.join("index.tmp");
+        tokio::fs::write(&tmp, compacted).await?;
+        tokio::fs::rename(&tmp, self.dir.join(INDEX_FILE)).await
     }
 
     /// Records `image` under `sig` and evicts the least recently used past the budget;
@@ -494,27 +626,7 @@ impl ImageProxy {
         let Ok(mut index) = self.index.lock() else {
             return Vec::new();
         };
-        index.tick += 1;
-        let tick = index.tick;
-        let size = image.bytes.len() as u64;
-        if let Some(blob) = index.blobs.get_mut(&image.hash) {
-            blob.last_used = tick;
-            if !blob.names.contains(&sig) {
-                blob.names.push(sig);
-            }
-        } else {
-            index.blobs.insert(
-                image.hash,
-                Blob {
-                    size,
-                    mime: image.mime,
-                    last_used: tick,
-                    names: vec![sig],
-                },
-            );
-            index.total += size;
-        }
-        index.names.insert(sig, image.hash);
+        index.insert(sig, image.hash, image.bytes.len() as u64, image.mime);
         index.evict(self.budget)
     }
 
@@ -557,13 +669,24 @@ impl ImageProxy {
             }
             .await;
             let line = format!("{} {} {}\n", sig.to_hex(), hash.to_hex(), mime);
+            // The line, the index and a compaction in one turn: a compaction between
+            // another's append and record would drop that line.
+            let log = self.log.lock().await;
             let written = match written {
                 Ok(()) => append(&self.dir.join(INDEX_FILE), line).await,
                 Err(e) => Err(e),
             };
             match written {
                 Ok(()) => {
-                    for old in self.record(sig, &image) {
+                    let evicted = self.record(sig, &image);
+                    if let Err(e) = self.compact_if_due().await {
+                        tracing::warn!(error = %e, "cannot compact the image cache index");
+                    }
+                    drop(log);
+                    if let Ok(mut per_site) = self.cached_per_site.lock() {
+                        *per_site.entry(r.site.clone()).or_default() += 1;
+                    }
+                    for old in evicted {
                         let _ = tokio::fs::remove_file(self.blob_path(&old)).await;
                         state
                             .metrics
@@ -614,11 +737,26 @@ impl ImageProxy {
 }
 
 const INDEX_FILE: &str = "index";
+/// Dead lines the index log may hold beyond the live ones before it is rewritten.
+const LOG_SLACK: usize = 64;
 
 /// How often the prefetcher looks for `inline-cache` sites with newly stored items.
 const WARM_EVERY: Duration = Duration::from_secs(3);
 /// Images fetched at once by the prefetcher (readers come first).
 const WARM_CONCURRENCY: usize = 2;
+
+/// The freshness of `site`'s rendered feeds: the store's generation, and for an
+/// `inline-cache` site the images cached for it too (their lengths go in the enclosures).
+/// Both only grow, so their sum changes when either does.
+pub fn feed_generation(state: &AppState, site: &crate::site::Site) -> u64 {
+    let images = match &state.images {
+        Some(proxy) if site.images == crate::site::ImageMode::InlineCache => {
+            proxy.site_generation(&site.id)
+        }
+        _ => 0,
+    };
+    state.store.generation(&site.id).wrapping_add(images)
+}
 
 /// For `images = "inline-cache"` sites: after a run stores items (the store's generation
 /// moves), fetches the images of the site's newest `max_items` items into the cache, so
@@ -651,7 +789,14 @@ pub async fn prefetch(state: Arc<AppState>, mut shutdown: tokio::sync::watch::Re
                 let Ok(referer) = Url::parse(&stored.item.url) else {
                     continue;
                 };
-                for img in stored.item.images.iter().filter(|i| is_http(i)) {
+                // The enclosures and the pictures in the body: readers load both.
+                let mut images: Vec<String> = stored.item.images.clone();
+                if let Some(html) = &stored.item.content {
+                    images.extend(img_srcs(html));
+                }
+                let mut seen = HashSet::new();
+                images.retain(|i| is_http(i) && seen.insert(i.clone()));
+                for img in &images {
                     let Ok(image) = Url::parse(img) else {
                         continue;
                     };
@@ -752,40 +897,18 @@ fn load_index(dir: &FsPath, budget: u64) -> Result<Index, ImageError> {
         let Some(&size) = sizes.get(&hash) else {
             continue;
         };
-        index.tick += 1;
-        let tick = index.tick;
-        if let Some(old) = index.names.insert(sig, hash) {
-            if let Some(b) = index.blobs.get_mut(&old) {
-                b.names.retain(|n| *n != sig);
-            }
-        }
-        let blob = index.blobs.entry(hash).or_insert_with(|| Blob {
-            size,
-            mime,
-            last_used: 0,
-            names: Vec::new(),
-        });
-        blob.last_used = tick;
-        blob.names.push(sig);
+        index.insert(sig, hash, size, mime);
     }
-    index.total = index.blobs.values().map(|b| b.size).sum();
     for hash in index.evict(budget) {
         sizes.remove(&hash);
     }
     for hash in sizes.keys().filter(|h| !index.blobs.contains_key(h)) {
         let _ = std::fs::remove_file(dir.join(hash.to_hex().as_str()));
     }
-    let mut live: Vec<(&blake3::Hash, &blake3::Hash)> = index.names.iter().collect();
-    live.sort_by_key(|(_, h)| index.blobs.get(*h).map_or(0, |b| b.last_used));
-    let mut compacted = String::new();
-    for (sig, hash) in live {
-        if let Some(b) = index.blobs.get(hash) {
-            compacted.push_str(&format!("{} {} {}\n", sig.to_hex(), hash.to_hex(), b.mime));
-        }
-    }
     let tmp = dir.join("index.tmp");
-    std::fs::write(&tmp, compacted)?;
+    std::fs::write(&tmp, index.compacted())?;
     std::fs::rename(&tmp, dir.join(INDEX_FILE))?;
+    index.log_lines = index.names.len();
     Ok(index)
 }
 
@@ -817,7 +940,9 @@ pub async fn image(
     headers: HeaderMap,
 ) -> Result<Response, ImageError> {
     let Some(proxy) = state.images.clone() else {
-        return Err(ImageError::NotFound);
+        // No proxy (it failed to open; the log says why): its paths may be in readers'
+        // hands from before, so "try later" rather than "gone".
+        return Err(ImageError::Unavailable);
     };
     let Ok(Path((signature, encoded))) = path else {
         return Err(ImageError::NotFound);
@@ -946,6 +1071,43 @@ mod tests {
             r#"<p>x &amp; y</p><img src="P[http://a/1.jpg?a=1&amp;b=2]&amp;" alt="t"><img alt="no src"><img src="data:image/png;base64,AA">"#
         );
         assert_eq!(rewrite_img_src("<img src=\"x", |_| None), "<img src=\"x");
+    }
+
+    #[test]
+    fn the_index_evicts_least_recently_used_and_compacts_in_that_order() {
+        let h = |i: u8| blake3::hash(&[i]);
+        let mut index = Index::default();
+        for i in 0..5 {
+            index.insert(h(100 + i), h(i), 10, "image/png");
+        }
+        // A second name for blob 1, and a use of blob 0: 2 is now the oldest.
+        index.insert(h(201), h(1), 10, "image/png");
+        index.touch(&h(0));
+        assert_eq!(index.total, 50);
+        assert_eq!(index.evict(30), vec![h(2), h(3)]);
+        assert_eq!(index.total, 30);
+        assert!(!index.names.contains_key(&h(102)));
+        let log = index.compacted();
+        let order: Vec<&str> = log.lines().map(|l| &l[..64]).collect();
+        let hex = |i: u8| h(i).to_hex().to_string();
+        assert_eq!(order, [hex(104), hex(101), hex(201), hex(100)]);
+        // A replay of the log restores the order: the next eviction takes blob 4.
+        let mut replayed = Index::default();
+        for line in log.lines() {
+            let mut p = line.split(' ');
+            let sig = blake3::Hash::from_hex(p.next().unwrap()).unwrap();
+            let hash = blake3::Hash::from_hex(p.next().unwrap()).unwrap();
+            replayed.insert(sig, hash, 10, "image/png");
+        }
+        assert_eq!(replayed.total, 30);
+        assert_eq!(replayed.evict(20), vec![h(4)]);
+    }
+
+    #[test]
+    fn img_srcs_are_read_like_the_rewrite_reads_them() {
+        let html =
+            r#"<p>a</p><img src="http://a/1.jpg?a=1&amp;b=2"><img alt="x"><img src="/rel.png">"#;
+        assert_eq!(img_srcs(html), ["http://a/1.jpg?a=1&b=2", "/rel.png"]);
     }
 
     #[test]

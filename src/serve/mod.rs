@@ -623,12 +623,12 @@ async fn cached_feed(
     format: Format,
 ) -> Result<Arc<RenderedFeed>, AppError> {
     let slot = state.slot(&site.id, format);
-    let generation = state.store.generation(&site.id);
+    let generation = images::feed_generation(state, site);
     if let Some(c) = slot.fresh(generation, &site.fingerprint) {
         return Ok(c);
     }
     let _rendering = slot.render.lock().await;
-    let generation = state.store.generation(&site.id);
+    let generation = images::feed_generation(state, site);
     if let Some(c) = slot.fresh(generation, &site.fingerprint) {
         return Ok(c);
     }
@@ -661,10 +661,14 @@ async fn cached_feed(
                 .clone()
                 .or_else(|| site.start_urls().first().cloned()),
         };
+        let mut known = crate::feed::KnownImages::new();
         if let Some(proxy) = proxy {
             let base = image_base.as_deref().unwrap_or(placeholder);
             let base = format!("{base}{image_prefix}");
             images::rewrite_items(&mut items, &proxy.signer, &site.id, &base);
+            if site.images == crate::site::ImageMode::InlineCache {
+                known = proxy.known_images(&items, &base);
+            }
         }
         let meta = FeedMeta {
             site_id: site.id.clone(),
@@ -675,7 +679,7 @@ async fn cached_feed(
             timezone: site.timezone,
         };
         let hub = job_hub.as_ref().map(Url::as_str);
-        let identity = format.render_with_hub(&meta, hub, &items, now);
+        let identity = format.render_known(&meta, hub, &items, &known, now);
         let last_modified = items.iter().map(|i| i.updated).max().unwrap_or(now);
         Ok(RenderedFeed::new(
             format,

@@ -14,6 +14,8 @@ use tokio::sync::Notify;
 use crate::support::{eventually, http, spawn_serve_with, wait_for_items, TempDir};
 
 const ARTICLES: usize = 3;
+/// Bytes after the PNG signature of each `/pic/raw{i}`.
+const RAW_SIZE: usize = 5000;
 
 /// The bytes of image `name`: a PNG signature, then `size` bytes unique to the name.
 fn png(name: &str, size: usize) -> Vec<u8> {
@@ -32,7 +34,8 @@ struct Origin {
     release_slow: Arc<Notify>,
 }
 
-/// The protected site: `/list.html`, `/a{i}.html` with images `/pic/a{i}.png`,
+/// The protected site: `/list.html`, `/a{i}.html` with images `/pic/a{i}.png` in the body
+/// and `/pic/raw{i}` (a PNG sent as `application/octet-stream`) outside it,
 /// `/pic/many{n}.png` (8 KiB each), `/pic/page.png` (an HTML page), `/slow.png`.
 async fn origin() -> Origin {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -59,7 +62,8 @@ async fn origin() -> Origin {
             get(|Path(page): Path<String>| async move {
                 let i = page.trim_start_matches('a').trim_end_matches(".html");
                 Html(format!(
-                    "<html><body><h1>文章{i}</h1><div class=\"content\"><p>正文{i}</p>\
+                    "<html><body><h1>文章{i}</h1><p class=\"cover\"><img src=\"/pic/raw{i}\"></p>\
+                     <div class=\"content\"><p>正文{i}</p>\
                      <img src=\"/pic/a{i}.png?x=1&amp;y=2\" alt=\"图{i}\"></div></body></html>"
                 ))
             }),
@@ -73,6 +77,10 @@ async fn origin() -> Origin {
                     }
                     if name == "page.png" {
                         return Html("<html>not an image</html>").into_response();
+                    }
+                    if name.starts_with("raw") {
+                        let octets = [(header::CONTENT_TYPE, "application/octet-stream")];
+                        return (octets, png(&name, RAW_SIZE)).into_response();
                     }
                     let size = if name.starts_with("many") { 8192 } else { 3000 };
                     ([(header::CONTENT_TYPE, "image/png")], png(&name, size)).into_response()
@@ -314,14 +322,23 @@ async fn inline_cache_fetches_images_before_any_reader_asks() {
     let tmp = TempDir::new("images-inline");
     let origin = origin().await;
     std::fs::create_dir_all(tmp.join("selectors")).unwrap();
-    let rules = selector(&origin.url).replace("images = \"proxy\"", "images = \"inline-cache\"");
+    // The enclosure is the cover (outside the body); the body has its own picture.
+    let rules = selector(&origin.url)
+        .replace("images = \"proxy\"", "images = \"inline-cache\"")
+        .replace(
+            "body = \"div.content\"",
+            "body = \"div.content\"\nimages = \"p.cover img\"",
+        );
     std::fs::write(tmp.join("selectors/hot.toml"), rules).unwrap();
     let (base, _p) = spawn_serve_with(tmp.path(), &[]);
     wait_for_items(&base, ARTICLES as u64).await;
 
     let metrics_url = format!("{base}/metrics");
-    let prefetched =
-        format!("feedbridge_image_proxy_requests_total{{result=\"prefetch\"}} {ARTICLES}");
+    // Covers and body pictures alike.
+    let prefetched = format!(
+        "feedbridge_image_proxy_requests_total{{result=\"prefetch\"}} {}",
+        2 * ARTICLES
+    );
     let warmed = eventually(Duration::from_secs(60), || {
         let (url, want) = (metrics_url.clone(), prefetched.clone());
         async move {
@@ -332,23 +349,97 @@ async fn inline_cache_fetches_images_before_any_reader_asks() {
     .await;
     assert!(warmed.is_some(), "{prefetched} never appeared");
 
-    // The first reader's request is already a cache hit.
+    // The first reader's requests are already cache hits, for the body picture too.
     let feed =
         String::from_utf8(body(fetch(&format!("{base}/feeds/hot.atom"), &[]).await).await).unwrap();
-    let src = regex::Regex::new(r#"href="([^"]+/img/[^"]+)""#)
+    let body_img = regex::Regex::new(r#"<img src="([^"]+/img/[^"]+)""#)
         .unwrap()
-        .captures(&feed)
-        .expect("an img")[1]
+        .captures(&feed.replace("&lt;", "<").replace("&quot;", "\""))
+        .expect("a body img")[1]
         .replace("&amp;", "&");
-    let r = fetch(&src, &[]).await;
-    assert_eq!(r.status(), StatusCode::OK, "{src}");
+    let r = fetch(&body_img, &[]).await;
+    assert_eq!(r.status(), StatusCode::OK, "{body_img}");
     assert_eq!(r.headers()[header::CONTENT_TYPE], "image/png");
+
+    // Enclosures carry the cached size and the sniffed type (the origin said
+    // application/octet-stream, the URL has no extension) in every format.
+    let enclosure = regex::Regex::new(
+        r#"<link href="([^"]+/img/[^"]+)" rel="enclosure" type="image/png" length="(\d+)"/>"#,
+    )
+    .unwrap();
+    let found: Vec<_> = enclosure.captures_iter(&feed).collect();
+    assert_eq!(found.len(), ARTICLES, "{feed}");
+    let length = (RAW_SIZE + 8).to_string();
+    for c in &found {
+        assert_eq!(&c[2], length, "{feed}");
+        let r = fetch(&c[1].replace("&amp;", "&"), &[]).await;
+        assert_eq!(r.headers()[header::CONTENT_TYPE], "image/png");
+        assert_eq!(body(r).await.len(), RAW_SIZE + 8);
+    }
+    let rss =
+        String::from_utf8(body(fetch(&format!("{base}/feeds/hot.rss"), &[]).await).await).unwrap();
+    let rss_enclosure = format!("\" length=\"{length}\" type=\"image/png\"/>");
+    assert_eq!(rss.matches(&rss_enclosure).count(), ARTICLES, "{rss}");
+    let json: serde_json::Value =
+        serde_json::from_slice(&body(fetch(&format!("{base}/feeds/hot.json"), &[]).await).await)
+            .unwrap();
+    for item in json["items"].as_array().unwrap() {
+        let a = &item["attachments"][0];
+        assert_eq!(a["size_in_bytes"], RAW_SIZE as u64 + 8, "{json}");
+        assert_eq!(a["mime_type"], "image/png", "{json}");
+    }
+
     let m = String::from_utf8(body(fetch(&metrics_url, &[]).await).await).unwrap();
     assert!(
-        m.contains("feedbridge_image_proxy_requests_total{result=\"hit\"} 1"),
+        m.contains(&format!(
+            "feedbridge_image_proxy_requests_total{{result=\"hit\"}} {}",
+            ARTICLES + 1
+        )),
         "{m}"
     );
     assert!(!m.contains("result=\"miss\""), "{m}");
+
+    if crate::support::real_readers_or_skip("inline-cache enclosures in feedparser") {
+        let script = format!(
+            r#"
+import feedparser
+for fmt in ("atom", "rss"):
+    d = feedparser.parse("{base}/feeds/hot." + fmt)
+    assert not d.bozo, (fmt, d.bozo_exception)
+    assert len(d.entries) == {ARTICLES}, (fmt, len(d.entries))
+    for e in d.entries:
+        enc = e.enclosures
+        assert len(enc) == 1, (fmt, enc)
+        assert enc[0].type == "image/png", (fmt, enc)
+        assert int(enc[0].length) == {length}, (fmt, enc)
+        assert enc[0].href.startswith("{base}/img/"), (fmt, enc)
+"#
+        );
+        crate::support::python_ok("feedparser", script).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unusable_image_cache_degrades_images_to_direct() {
+    let tmp = TempDir::new("images-degraded");
+    let origin = origin().await;
+    std::fs::create_dir_all(tmp.join("data")).unwrap();
+    // A file where the cache directory goes: the proxy cannot open (root or not).
+    std::fs::write(tmp.join("data/images"), "not a directory").unwrap();
+    let (base, _p) = start(&tmp, &origin, &[]).await;
+    let feed =
+        String::from_utf8(body(fetch(&format!("{base}/feeds/hot.atom"), &[]).await).await).unwrap();
+    assert!(!feed.contains("/img/"), "{feed}");
+    assert!(
+        feed.contains(&format!("{}/pic/a0.png", origin.url)),
+        "{feed}"
+    );
+    let r = fetch(&format!("{base}/img/x/y"), &[]).await;
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        fetch(&format!("{base}/healthz"), &[]).await.status(),
+        StatusCode::OK
+    );
 }
 
 /// feedparser reads the feed and finds the proxied images (skipped without the real
@@ -388,16 +479,37 @@ async fn the_cache_stays_under_its_budget() {
             .map(|m| m.len())
             .sum()
     };
+    let blobs = || {
+        std::fs::read_dir(tmp.join("data/images"))
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().len() == 64)
+            .count()
+    };
+    let log_lines = || {
+        std::fs::read_to_string(tmp.join("data/images/index"))
+            .unwrap()
+            .lines()
+            .count()
+    };
     let mut largest = 0;
-    for n in 0..300 {
+    let mut longest_log = 0;
+    for n in 0..1000 {
         let path = signer.path("hot", &format!("{}/pic/many{n}.png", origin.url), &referer);
         let r = fetch(&format!("{base}{path}"), &[]).await;
         assert_eq!(r.status(), StatusCode::OK, "image {n}");
         assert_eq!(body(r).await.len(), 8200);
         if n % 25 == 0 {
             largest = largest.max(cache_size());
+            // The log of what the cache holds is rewritten past twice the live entries
+            // (plus a slack of 64), not grown until a restart.
+            longest_log = longest_log.max(log_lines().saturating_sub(2 * blobs()));
         }
     }
+    assert!(
+        longest_log <= 65,
+        "the index log ran {longest_log} lines past 2x live"
+    );
     largest = largest.max(cache_size());
     assert!(largest <= 1024 * 1024, "cache grew to {largest} bytes");
     // It is full, not empty: the most recent images are still there.
@@ -423,7 +535,7 @@ async fn the_cache_stays_under_its_budget() {
     })
     .await;
     assert!(up.is_some(), "no restart");
-    for n in [299, 0] {
+    for n in [999, 0] {
         let path = signer.path("hot", &format!("{}/pic/many{n}.png", origin.url), &referer);
         let r = fetch(&format!("{base}{path}"), &[]).await;
         assert_eq!(body(r).await, png(&format!("many{n}.png"), 8192));
