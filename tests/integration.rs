@@ -55,3 +55,5 @@ mod auto_fallback;
 mod formats;
 #[path = "integration/images.rs"]
 mod images;
+#[path = "integration/reload_scale.rs"]
+mod reload_scale;
