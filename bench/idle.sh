@@ -22,13 +22,19 @@ python3 -m http.server -b 127.0.0.1 "$SITE_PORT" -d "$work/site" >/dev/null 2>&1
 file() { # $1 = site number, $2 = title
   printf 'title = "%s"\nstart = ["http://127.0.0.1:%s/list.html"]\nschedule = "*/30 * * * *"\ntimezone = "Asia/Shanghai"\ndelay = "0s"\nrobots = false\n\n[list]\nitem = "div.list li"\nlink = "a"\n' "$2" "$SITE_PORT" > "$work/selectors/s$1.toml"
 }
-for i in $(seq 1 "$N"); do file "$i" "site $i"; done
+if [ -n "${SEED_DIR:-}" ]; then
+  # A copy of an earlier run's selectors and store (seeding 10k sites takes minutes);
+  # only valid until their next */30 slot.
+  cp -r "$SEED_DIR/selectors" "$SEED_DIR/data" "$work/"
+else
+  for i in $(seq 1 "$N"); do file "$i" "site $i"; done
+fi
 for _ in $(seq 1 50); do curl -sf "http://127.0.0.1:$SITE_PORT/list.html" >/dev/null && break; sleep 0.1; done
 
 # Seed: every site crawled once, in batches (sled 0.34 has been seen to hang in flush
 # with 64 runs at once on 10k sites; each batch is bounded, and a hung one is retried).
 t0=$(date +%s.%N)
-for start in $(seq 1 1000 "$N"); do
+[ -n "${SEED_DIR:-}" ] || for start in $(seq 1 1000 "$N"); do
   ids=$(seq "$start" $((start + 999 < N ? start + 999 : N)) | sed 's/^/s/')
   for attempt in 1 2 3; do
     # shellcheck disable=SC2086
@@ -50,16 +56,20 @@ runs=$(grep -c "run finished\|site run" "$work/serve.log" || true)
 echo "idle: $(echo "scale=3; ($b - $a) * 100 / $hz / $SECS" | bc)% of one core over ${SECS}s ($((b - a)) ticks at ${hz} Hz; log lines about runs: $runs)"
 echo "rss: $(awk '/VmRSS/ {print $2, $3}' "/proc/$fb/status")"
 
-# One in-place edit among N: the new title must show in /status.json.
+# One in-place edit among N: time until serve logs the reload, then confirmed in
+# /status.json (whose own cost for N sites is not part of the number).
 mid=$((N / 2))
+reloads() { grep -c "selectors reloaded" "$work/serve.log" || true; }
+before=$(reloads)
 t0=$(date +%s.%N)
 file "$mid" "edited $mid"
-for _ in $(seq 1 300); do
-  curl -sf "http://127.0.0.1:$FB_PORT/status.json" | grep -q "edited $mid" && break
-  sleep 0.1
+took=""
+for _ in $(seq 1 1200); do
+  if [ "$(reloads)" -gt "$before" ]; then took=$(echo "$(date +%s.%N) - $t0" | bc); break; fi
+  sleep 0.05
 done
-if curl -sf "http://127.0.0.1:$FB_PORT/status.json" | grep -q "edited $mid"; then
-  echo "one edit among $N applied in $(echo "$(date +%s.%N) - $t0" | bc) s (includes fetching /status.json for $N sites)"
+if [ -n "$took" ] && curl -sf "http://127.0.0.1:$FB_PORT/status.json" | grep -q "edited $mid"; then
+  echo "one in-place edit among $N applied in $took s"
 else
-  echo "one edit among $N: not applied within 30 s"
+  echo "one in-place edit among $N: not applied within 60 s"
 fi

@@ -262,9 +262,12 @@ impl Scheduler {
             let now = Utc::now();
             let earliest = plan.earliest();
             let due = earliest.is_some_and(|d| d <= now);
-            let nap = earliest
-                .map_or(MAX_NAP, |d| (d - now).to_std().unwrap_or(Duration::ZERO))
-                .min(MAX_NAP);
+            // While a due site waits for a slot, the nap only keeps the heartbeat fresh
+            // (every slot may be held by a long run).
+            let nap = match earliest {
+                Some(d) if !due => (d - now).to_std().unwrap_or(Duration::ZERO).min(MAX_NAP),
+                _ => MAX_NAP,
+            };
             tokio::select! {
                 biased;
                 _ = shutdown.changed() => break,
@@ -308,7 +311,7 @@ impl Scheduler {
                         tasks.insert(handle.id(), (id, fingerprint));
                     }
                 }
-                _ = tokio::time::sleep(nap), if !due => {}
+                _ = tokio::time::sleep(nap) => {}
             }
             if *shutdown.borrow() {
                 break;
