@@ -414,7 +414,9 @@ impl Scheduler {
         plan.running.remove(&end.site);
         let now = Utc::now();
         let Some(planned) = plan.sites.get_mut(&end.site) else {
-            return; // removed while it ran
+            // Removed while it ran: a panic of its last run does not degrade the service.
+            self.internal_errors.set(&end.site, false);
+            return;
         };
         let same_rules = planned.site.fingerprint == end.fingerprint;
         let due = if end.panicked && same_rules {
