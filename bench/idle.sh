@@ -52,8 +52,8 @@ sleep 5 # let start-up settle (the store opening, the first watcher scan)
 hz=$(getconf CLK_TCK)
 ticks() { awk '{print $14 + $15}' "/proc/$fb/stat"; }
 a=$(ticks); sleep "$SECS"; b=$(ticks)
-runs=$(grep -c "run finished\|site run" "$work/serve.log" || true)
-echo "idle: $(echo "scale=3; ($b - $a) * 100 / $hz / $SECS" | bc)% of one core over ${SECS}s ($((b - a)) ticks at ${hz} Hz; log lines about runs: $runs)"
+runs=$(grep -c "outcome=" "$work/serve.log" || true)
+echo "idle: $(echo "scale=3; ($b - $a) * 100 / $hz / $SECS" | bc)% of one core over ${SECS}s ($((b - a)) ticks at ${hz} Hz; runs since start: $runs)"
 echo "rss: $(awk '/VmRSS/ {print $2, $3}' "/proc/$fb/status")"
 
 # One in-place edit among N: time until serve logs the reload, then confirmed in
