@@ -55,5 +55,7 @@ mod auto_fallback;
 mod formats;
 #[path = "integration/images.rs"]
 mod images;
+#[path = "integration/reload_scale.rs"]
+mod reload_scale;
 #[path = "integration/shards.rs"]
 mod shards;

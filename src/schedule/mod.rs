@@ -1,9 +1,10 @@
 //! When and how a site is refreshed.
 //!
 //! [`refresh`] is the only place that calls fetch, extract and store together; it never
-//! fails, it records. The [`Scheduler`] only decides *when*: one task per site sleeps
-//! until the site's next cron time (plus a per-site jitter, so 200 sites on `*/30` do not
-//! fire in the same second), takes a slot of the global concurrency cap, and runs it.
+//! fails, it records. The [`Scheduler`] only decides *when*: one loop keeps every site's
+//! next cron time (plus a per-site jitter, so 200 sites on `*/30` do not fire in the same
+//! second) in one sorted schedule, and runs each due site in a slot of the global
+//! concurrency cap.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;

@@ -11,6 +11,7 @@ mod compile;
 mod crontab;
 mod css;
 mod read;
+mod watch;
 
 use std::cell::RefCell;
 use std::fmt;
@@ -25,6 +26,7 @@ use toml::de::DeTable;
 use url::Url;
 
 pub use crontab::{CronError, Crontab};
+pub use watch::{is_selector_name, reload_files, watch_dir};
 
 /// One problem in a selector file, pointing at the offending text.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -653,7 +655,7 @@ impl SiteSet {
     }
 
     /// A site of this set or of another shard.
-    fn any(&self, id: &str) -> Option<&std::sync::Arc<Site>> {
+    pub fn any(&self, id: &str) -> Option<&std::sync::Arc<Site>> {
         self.sites.get(id).or_else(|| self.elsewhere.get(id))
     }
 
@@ -688,76 +690,5 @@ impl SiteSet {
             self.sites.values().chain(self.elsewhere.values()).collect();
         all.sort_by(|a, b| a.id.cmp(&b.id));
         all
-    }
-}
-
-/// A cheap signature of a directory's selector files (names, sizes, modification times),
-/// polled to notice edits, additions, deletions and saves by rename.
-pub fn dir_signature(dir: &Path) -> Vec<(PathBuf, u64, Option<std::time::SystemTime>)> {
-    selector_files(dir)
-        .unwrap_or_default()
-        .into_iter()
-        .map(|p| {
-            let meta = std::fs::metadata(&p).ok();
-            let size = meta.as_ref().map_or(0, std::fs::Metadata::len);
-            let modified = meta.and_then(|m| m.modified().ok());
-            (p, size, modified)
-        })
-        .collect()
-}
-
-/// Reloads `dir` whenever its files change and have been still for one poll interval
-/// (editors that write in several steps must not get a half file applied), publishing
-/// each new set on `tx`. Polling, not inotify: it also works on bind mounts and NFS.
-pub async fn watch_dir(
-    dir: PathBuf,
-    tx: tokio::sync::watch::Sender<std::sync::Arc<SiteSet>>,
-    interval: Duration,
-    mut shutdown: tokio::sync::watch::Receiver<bool>,
-) {
-    let mut applied = dir_signature(&dir);
-    loop {
-        tokio::select! {
-            _ = tokio::time::sleep(interval) => {}
-            _ = shutdown.changed() => return,
-        }
-        let now = dir_signature(&dir);
-        if now == applied {
-            continue;
-        }
-        // Wait until the files stop changing.
-        tokio::time::sleep(interval).await;
-        if dir_signature(&dir) != now {
-            continue;
-        }
-        let previous = tx.borrow().clone();
-        match SiteSet::load_dir(&dir, Some(&previous)) {
-            Ok(set) => {
-                for e in &set.errors {
-                    tracing::error!("selector file not applied, keeping its last good rules: {e}");
-                }
-                let added: Vec<&String> = set
-                    .sites
-                    .keys()
-                    .filter(|k| !previous.sites.contains_key(*k))
-                    .collect();
-                let removed: Vec<&String> = previous
-                    .sites
-                    .keys()
-                    .filter(|k| !set.sites.contains_key(*k))
-                    .collect();
-                tracing::info!(
-                    sites = set.sites.len(),
-                    ?added,
-                    ?removed,
-                    "selectors reloaded"
-                );
-                let _ = tx.send(std::sync::Arc::new(set));
-                applied = now;
-            }
-            Err(e) => {
-                tracing::error!(dir = %dir.display(), error = %e, "cannot read the selectors directory")
-            }
-        }
     }
 }
