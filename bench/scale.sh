@@ -140,7 +140,20 @@ poll_feeds() { # dir port n [ext]: fetches every feed once; prints "ok/n in S s"
   awk -v ok="$ok" -v n="$n" -v a="$t0" -v b="$t1" 'BEGIN {printf "%d/%d in %.1f s", ok, n, b - a}'
 }
 
+# With the default schedule every site is due again at the next :00 or :30 (plus up to
+# 30 s of jitter): a re-run inside a measurement would spoil it, so wait that boundary out
+# when this N's run (a rough guess from the runs so far) would reach it.
+wait_for_boundary() { # n
+  [ "$SCHEDULE" = "*/30 * * * *" ] || return 0
+  local guess=$((150 + 2 * IDLE_SECS + $1 / 25)) into=$(( $(date +%s) % 1800 ))
+  if [ $((into + guess)) -ge 1800 ]; then
+    log "N=$1: the :00/:30 re-run would fall inside this run (guess ${guess}s); waiting $((1800 - into + 40))s"
+    sleep $((1800 - into + 40))
+  fi
+}
+
 for n in "$@"; do
+  wait_for_boundary "$n"
   dir=$work/n$n
   mkdir -p "$dir/selectors"
   log "N=$n: writing $n selector files"

@@ -3,8 +3,9 @@
 
     python3 bench/scale/status.py BASE_URL WANT_SITES WANT_ITEMS
 
-Prints `done total starts` (sites whose last run is ok with WANT_ITEMS items (or, on a\nre-run, no-new-items/not-modified), sites listed,
-a digest of every site's last-run start so a re-run shows as a change) and exits 0 when
+Prints `done total starts` (sites whose last run is ok with WANT_ITEMS items, or on a
+re-run no-new-items/not-modified; sites listed; a digest of every site's last-run start
+so a re-run shows as a change) and exits 0 when
 done >= WANT_SITES, 1 otherwise, 2 when the server does not answer. Shapes accepted: a
 list of sites, or an object with `sites` (followed through `next`/`next_page`/`cursor`
 pagination, bounded); per site `items` (else `item_count`, else the last run's `new`).
