@@ -92,7 +92,8 @@ pub struct Field {
     /// Take this attribute instead of the text.
     pub attr: Option<String>,
     /// Keep the first capture group of the matched text.
-    pub regex: Option<Regex>,
+    /// Shared by every site with the same pattern (see `compile::shared_regex`).
+    pub regex: Option<std::sync::Arc<Regex>>,
     /// Keep only matches whose text contains this.
     pub text: Option<String>,
     /// A chrono format for dates the built-in parser does not know.
