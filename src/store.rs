@@ -222,6 +222,8 @@ pub struct Store {
     history: sled::Tree,
     /// Bumped on every change of a site's items; the feed cache keys on it.
     generations: Mutex<HashMap<String, u64>>,
+    /// Serializes `flush` (see there).
+    flushing: tokio::sync::Mutex<()>,
 }
 
 fn prefix(site: &str) -> Vec<u8> {
@@ -288,6 +290,7 @@ impl Store {
             rules: db.open_tree("rules")?,
             runs: db.open_tree("runs")?,
             history: db.open_tree("history")?,
+            flushing: tokio::sync::Mutex::new(()),
             db,
             generations: Mutex::default(),
         })
@@ -574,9 +577,24 @@ impl Store {
     }
 
     /// Makes everything written so far durable.
+    ///
+    /// One flush at a time, each a blocking `flush` on the blocking pool: sled 0.34's
+    /// `flush_async` deadlocks when called concurrently (spacejam/sled#1308, fixed only on
+    /// its unreleased main), which 64 runs finishing together did here, hanging every
+    /// sled-io thread. Runs that wait here find little left to write.
     pub async fn flush(&self) -> Result<(), StoreError> {
-        self.db.flush_async().await?;
-        Ok(())
+        let _one_at_a_time = self.flushing.lock().await;
+        let db = self.db.clone();
+        match tokio::task::spawn_blocking(move || db.flush()).await {
+            Ok(flushed) => {
+                flushed?;
+                Ok(())
+            }
+            // Only a panic inside sled (or a runtime shutting down) gets here.
+            Err(e) => Err(StoreError::Sled(sled::Error::ReportableBug(format!(
+                "flush did not complete: {e}"
+            )))),
+        }
     }
 
     /// For `/healthz`: a cheap read that fails when the store does.
