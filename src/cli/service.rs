@@ -67,7 +67,8 @@ pub(super) async fn run_service(
         settings.base_url.clone(),
         metrics,
         Some(heartbeat),
-    );
+    )
+    .with_render_cache_bytes(settings.render_cache_bytes());
     state.internal_errors = internal_errors;
     state.hub = settings.hub.clone();
     state.hub_warnings = hub_warnings;
@@ -162,7 +163,7 @@ pub(super) fn websub_publisher(
 }
 
 pub(super) async fn serve_cmd(settings: Settings) -> Result<()> {
-    let store = open_store(&settings.data_dir)?;
+    let store = open_store(&settings.data_dir, settings.store_cache_bytes())?;
     let dir = &settings.selectors_dir;
     let sites = SiteSet::load_dir(dir, None).map_err(|e| {
         config_failure(format!(
@@ -199,7 +200,7 @@ pub(super) async fn demo_cmd(listen: String, data: Option<PathBuf>) -> Result<()
     site.rebase(&Url::parse(&fixture.origin())?);
     let mut sites = SiteSet::default();
     sites.sites.insert(site.id.clone(), Arc::new(site));
-    let store = open_store(&data_dir)?;
+    let store = open_store(&data_dir, settings.store_cache_bytes())?;
     let settings = Settings {
         data_dir: data_dir.clone(),
         ..settings

@@ -3,10 +3,12 @@
 //!
 //! Server-rendered HTML without scripts, so it works in any browser and in `--dump-dom`
 //! tests. Rendering is pure (plain rows in, a `String` out); the handlers only gather the
-//! rows. `/` reads one run record and one counter per site, never the items, so it stays
-//! cheap with thousands of sites. The chrome is English; every piece of site content
+//! rows. `/` reads a few fields of one run record and one counter per site, never the
+//! items, and shows [`PAGE_SIZE`] sites a page, failing sites first, so it stays cheap
+//! (and readable) with 10,000 sites. The chrome is English; every piece of site content
 //! carries the site's own `lang`, so CJK text gets CJK fonts and line breaking.
 
+use std::collections::HashMap;
 use std::fmt::Write;
 use std::sync::Arc;
 
@@ -26,6 +28,22 @@ use crate::store::{Outcome, RunStatus};
 
 /// Runs shown on a site's page.
 const RUNS_SHOWN: usize = 10;
+
+/// Sites per page of `/`.
+pub const PAGE_SIZE: usize = 100;
+
+/// The counts at the top of `/` and where this page is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct IndexSummary {
+    pub sites: usize,
+    /// Last run ended badly, or the selector file's last edit did not load.
+    pub failing: usize,
+    /// Never run.
+    pub waiting: usize,
+    /// 1-based.
+    pub page: usize,
+    pub pages: usize,
+}
 
 /// One row of `/`.
 pub struct SiteRow<'a> {
@@ -199,10 +217,11 @@ fn alternate_links(title: &str, atom_url: &str) -> String {
     links
 }
 
-/// `/`: every feed with its state, and the selector files that failed to load.
+/// `/`: one page of feeds with their state, and the selector files that failed to load.
 pub fn render_index(
     base: &str,
     rows: &[SiteRow<'_>],
+    summary: &IndexSummary,
     orphan_errors: &[&SiteError],
     now: DateTime<Utc>,
 ) -> String {
@@ -283,16 +302,58 @@ pub fn render_index(
         }
         orphans.push_str("</ul>\n");
     }
+    let ok = summary.sites - summary.failing - summary.waiting;
+    let mut counts = format!("{}: {ok} ok", plural(summary.sites, "feed", "feeds"));
+    if summary.failing > 0 {
+        let _ = write!(counts, r#", <span class="bad">{} failing</span>"#, summary.failing);
+    }
+    if summary.waiting > 0 {
+        let _ = write!(counts, ", {} waiting for their first run", summary.waiting);
+    }
+    if !orphan_errors.is_empty() {
+        let _ = write!(
+            counts,
+            r#", <span class="bad">{} not loaded</span>"#,
+            plural(orphan_errors.len(), "selector file", "selector files")
+        );
+    }
+    let nav = page_nav(base, summary);
     let body = format!(
         r#"<h1>feedbridge</h1>
-<p>{count}. <a href="{base}/opml">OPML</a> (import every feed into a reader) · <a href="{base}/status.json">status.json</a> · <a href="{base}/metrics">metrics</a></p>
-<table><thead><tr><th>Feed</th><th>Last run</th><th>When</th><th>Next run</th><th>Items</th><th>Fields found (last run)</th><th>Last error</th><th></th></tr></thead>
+<p>{counts}. <a href="{base}/opml">OPML</a> (import every feed into a reader) · <a href="{base}/status.json">status.json</a> · <a href="{base}/metrics">metrics</a></p>
+{orphans}{nav}<table><thead><tr><th>Feed</th><th>Last run</th><th>When</th><th>Next run</th><th>Items</th><th>Fields found (last run)</th><th>Last error</th><th></th></tr></thead>
 <tbody>
 {table}</tbody></table>
-{orphans}"#,
-        count = plural(rows.len(), "feed", "feeds"),
+{nav}"#,
     );
     page("feedbridge", &links, &body)
+}
+
+/// "Page 2 of 100 (failing sites first) · ← previous · next →", or nothing on one page.
+fn page_nav(base: &str, summary: &IndexSummary) -> String {
+    if summary.pages <= 1 {
+        return String::new();
+    }
+    let mut nav = format!(
+        r#"<p class="pages">Page {} of {} <small>(failing sites first, then by id)</small>"#,
+        summary.page, summary.pages
+    );
+    if summary.page > 1 {
+        let _ = write!(
+            nav,
+            r#" · <a rel="prev" href="{base}/?page={}">← previous</a>"#,
+            summary.page - 1
+        );
+    }
+    if summary.page < summary.pages {
+        let _ = write!(
+            nav,
+            r#" · <a rel="next" href="{base}/?page={}">next →</a>"#,
+            summary.page + 1
+        );
+    }
+    nav.push_str("</p>\n");
+    nav
 }
 
 /// `/sites/<id>`: the page to send a person to.
@@ -566,22 +627,65 @@ fn html_response(html: String) -> Response {
         .into_response()
 }
 
+/// `/?page=N`.
+#[derive(serde::Deserialize)]
+pub(super) struct IndexQuery {
+    page: Option<usize>,
+}
+
 pub(super) async fn index(
     State(state): State<Arc<AppState>>,
+    query: Result<axum::extract::Query<IndexQuery>, axum::extract::rejection::QueryRejection>,
     headers: HeaderMap,
 ) -> Result<Response, AppError> {
     let set = state.sites.borrow().clone();
     let base = base(&state, &headers);
     let now = Utc::now();
-    let mut rows = Vec::with_capacity(set.sites.len());
+    let errors_by_id: HashMap<&str, &SiteError> = set
+        .errors
+        .iter()
+        .filter_map(|e| Some((e.path.file_stem()?.to_str()?, e)))
+        .collect();
+    // Every site's few sort fields; the page's rows alone read their full record.
+    let mut order: Vec<(bool, u32, &Arc<Site>)> = Vec::with_capacity(set.sites.len());
+    let mut summary = IndexSummary {
+        sites: set.sites.len(),
+        ..IndexSummary::default()
+    };
     for site in set.sites.values() {
+        let brief = state.store.run_brief(&site.id)?;
+        let broken_file = errors_by_id.contains_key(site.id.as_str());
+        let failing = broken_file || brief.is_some_and(|b| outcome_words(b.outcome).1 == "bad");
+        if failing {
+            summary.failing += 1;
+        } else if brief.is_none() {
+            summary.waiting += 1;
+        }
+        let failures = brief.map_or(0, |b| b.consecutive_failures);
+        order.push((failing, failures, site));
+    }
+    // Failing first, the longest failing first; then by id (the map's order, kept by the
+    // stable sort).
+    order.sort_by(|a, b| b.0.cmp(&a.0).then(b.1.cmp(&a.1)));
+    summary.pages = set.sites.len().div_ceil(PAGE_SIZE).max(1);
+    summary.page = query
+        .ok()
+        .and_then(|q| q.0.page)
+        .unwrap_or(1)
+        .clamp(1, summary.pages);
+    let mut rows = Vec::with_capacity(PAGE_SIZE);
+    for (_, _, site) in order
+        .iter()
+        .skip((summary.page - 1) * PAGE_SIZE)
+        .take(PAGE_SIZE)
+    {
         let last = state.store.run_status(&site.id)?;
         rows.push(SiteRow {
             site,
             next_run: next_run(site, last.as_ref(), now),
             last,
             items: state.store.count(&site.id),
-            not_applied: not_applied(&set.errors, site),
+            not_applied: errors_by_id.get(site.id.as_str()).copied(),
             image_errors: state
                 .images
                 .as_ref()
@@ -597,7 +701,9 @@ pub(super) async fn index(
             !set.sites.contains_key(id)
         })
         .collect();
-    Ok(html_response(render_index(&base, &rows, &orphans, now)))
+    Ok(html_response(render_index(
+        &base, &rows, &summary, &orphans, now,
+    )))
 }
 
 pub(super) async fn site_page(
