@@ -733,3 +733,163 @@ pub(super) async fn site_page(
     };
     Ok(html_response(render_site(&page, now)))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::site::SiteSet;
+    use crate::store::Store;
+    use axum::body::Body;
+    use tower::ServiceExt;
+
+    const SELECTOR: &str = r#"title = "测试站点"
+start = ["http://127.0.0.1:9/list.html"]
+timezone = "Asia/Shanghai"
+
+[list]
+item = "li"
+link = "a"
+"#;
+
+    fn status(outcome: Outcome, failures: u32) -> RunStatus {
+        let now = Utc::now();
+        RunStatus {
+            started: now,
+            finished: now,
+            outcome,
+            pages_fetched: 1,
+            not_modified: 0,
+            items_seen: 0,
+            new: 0,
+            updated: 0,
+            unchanged: 0,
+            articles_failed: 0,
+            extracted: 0,
+            with_title: 0,
+            with_date: 0,
+            with_source: 0,
+            with_body: 0,
+            fields: Default::default(),
+            warnings: vec![],
+            last_error: (outcome == Outcome::Failed).then(|| "connect refused".into()),
+            error_class: None,
+            consecutive_failures: failures,
+            last_success: None,
+        }
+    }
+
+    /// `n` sites `s-000`…: `s-010` failing twice in a row, `s-200` once, `s-020` never
+    /// run, the rest fine.
+    fn router(n: usize, dir: &std::path::Path) -> axum::Router {
+        let store = Arc::new(Store::open(dir).unwrap());
+        let template = crate::site::compile(std::path::Path::new("t.toml"), SELECTOR).unwrap();
+        let mut set = SiteSet::default();
+        for i in 0..n {
+            let mut site = template.clone();
+            site.id = format!("s-{i:03}");
+            let outcome = match i {
+                10 => Some(status(Outcome::Failed, 2)),
+                200 => Some(status(Outcome::SelectorsMatchedNothing, 1)),
+                20 => None,
+                _ => Some(status(Outcome::Ok, 0)),
+            };
+            if let Some(s) = outcome {
+                store.set_run_status(&site.id, &s).unwrap();
+            }
+            set.sites.insert(site.id.clone(), Arc::new(site));
+        }
+        let (_tx, rx) = tokio::sync::watch::channel(Arc::new(set));
+        let state = AppState::new(store, rx, None, Default::default(), None);
+        super::super::app(Arc::new(state))
+    }
+
+    async fn get(router: &axum::Router, path: &str) -> (u16, String) {
+        let req = axum::extract::Request::builder()
+            .uri(path)
+            .header("host", "t.local")
+            .body(Body::empty())
+            .unwrap();
+        let response = router.clone().oneshot(req).await.unwrap();
+        let status = response.status().as_u16();
+        let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        (status, String::from_utf8(body.to_vec()).unwrap())
+    }
+
+    fn rows(html: &str) -> Vec<String> {
+        html.split("<small>s-")
+            .skip(1)
+            .map(|r| format!("s-{}", &r[..3]))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn the_index_pages_by_100_with_failing_sites_first() {
+        let dir = std::env::temp_dir().join(format!("feedbridge-dash-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let router = router(250, &dir);
+        let (code, first) = get(&router, "/").await;
+        assert_eq!(code, 200);
+        assert!(
+            first.contains(r#"250 feeds: 247 ok, <span class="bad">2 failing</span>, 1 waiting for their first run."#),
+            "{first}"
+        );
+        let shown = rows(&first);
+        assert_eq!(shown.len(), PAGE_SIZE);
+        assert_eq!(&shown[..3], ["s-010", "s-200", "s-000"], "failing first");
+        assert!(first.contains("Page 1 of 3"), "{first}");
+        assert!(first.contains(r#"href="http://t.local/?page=2">next"#), "{first}");
+        assert!(!first.contains("previous"));
+        // Only this page's feeds get autodiscovery links.
+        assert_eq!(first.matches(r#"rel="alternate""#).count(), 3 * PAGE_SIZE);
+
+        let (_, second) = get(&router, "/?page=2").await;
+        let shown = rows(&second);
+        assert_eq!(shown.first().map(String::as_str), Some("s-099"));
+        assert!(second.contains(r#"href="http://t.local/?page=1">← previous"#));
+        assert!(second.contains(r#"href="http://t.local/?page=3">next"#));
+
+        // Past the end (or nonsense) shows the last (or first) page, not an error.
+        let (code, last) = get(&router, "/?page=99").await;
+        assert_eq!(code, 200);
+        assert_eq!(rows(&last).len(), 50);
+        assert_eq!(rows(&last).last().map(String::as_str), Some("s-249"));
+        assert!(last.contains("Page 3 of 3") && !last.contains("next →"));
+        let (code, _) = get(&router, "/?page=x").await;
+        assert_eq!(code, 200);
+        drop(router);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test]
+    async fn status_json_lists_every_site_or_one() {
+        let dir = std::env::temp_dir().join(format!("feedbridge-status-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let router = router(30, &dir);
+        let (code, all) = get(&router, "/status.json").await;
+        assert_eq!(code, 200);
+        let all: serde_json::Value = serde_json::from_str(&all).unwrap();
+        let sites = all["sites"].as_array().unwrap();
+        assert_eq!(sites.len(), 30);
+        assert_eq!(sites[10]["id"], "s-010");
+        assert_eq!(sites[10]["last_run"]["outcome"], "failed");
+        assert_eq!(sites[10]["last_run"]["consecutive_failures"], 2);
+        assert_eq!(sites[20]["last_run"], serde_json::Value::Null);
+        assert_eq!(sites[0]["items"], 0);
+        assert_eq!(sites[0]["feed"], "http://t.local/feeds/s-000.atom");
+        assert_eq!(all["errors"], serde_json::json!([]));
+
+        let (code, one) = get(&router, "/status.json?site=s-010").await;
+        assert_eq!(code, 200);
+        let one: serde_json::Value = serde_json::from_str(&one).unwrap();
+        assert_eq!(one, sites[10]);
+
+        let (code, missing) = get(&router, "/status.json?site=nope%00%E2%80%AE").await;
+        assert_eq!(code, 404);
+        let missing: serde_json::Value = serde_json::from_str(&missing).unwrap();
+        assert_eq!(missing["error"], "no such site: nope");
+        drop(router);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

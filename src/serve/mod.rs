@@ -1451,6 +1451,78 @@ mod tests {
         assert_eq!(xml_attr("http://a/?x=1&y='"), "http://a/?x=1&amp;y=&apos;");
     }
 
+    /// Renders of `site`'s feeds so far, from the metric.
+    fn renders(state: &AppState, site: &str) -> u64 {
+        let mut out = String::new();
+        state.metrics.render(&mut out);
+        let line = format!("feedbridge_feed_renders_total{{site=\"{site}\"}} ");
+        out.lines()
+            .find_map(|l| l.strip_prefix(&line))
+            .map_or(0, |n| n.parse().unwrap())
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_cold_feed_renders_once_for_a_burst_and_again_after_eviction() {
+        const SELECTOR: &str = "title = \"测试\"\ntimezone = \"Asia/Shanghai\"\nstart = [\"http://127.0.0.1:9/l.html\"]\n\n[list]\nitem = \"li\"\nlink = \"a\"\n";
+        let dir = std::env::temp_dir().join(format!("feedbridge-rc-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let store = Arc::new(Store::open(&dir).unwrap());
+        let template = crate::site::compile(std::path::Path::new("t.toml"), SELECTOR).unwrap();
+        let mut set = SiteSet::default();
+        for id in ["a", "b"] {
+            let mut site = template.clone();
+            site.id = id.into();
+            for n in 0..5 {
+                let item = crate::model::Item {
+                    url: format!("http://{id}.example/{n}"),
+                    title: Some(format!("第{n}篇")),
+                    content: Some("<p>正文</p>".repeat(200)),
+                    ..Default::default()
+                };
+                store.upsert(id, &item, Utc::now()).unwrap();
+            }
+            set.sites.insert(id.into(), Arc::new(site));
+        }
+        let (_tx, rx) = watch::channel(Arc::new(set));
+        // Room for one feed: a second one evicts the first.
+        let state = Arc::new(
+            AppState::new(store, rx, None, Default::default(), None)
+                .with_render_cache_bytes(1000),
+        );
+        let router = app(state.clone());
+        let poll = |path: &'static str| {
+            let router = router.clone();
+            async move {
+                let req = axum::extract::Request::builder()
+                    .uri(path)
+                    .header(header::ACCEPT_ENCODING, "gzip")
+                    .body(Body::empty())
+                    .unwrap();
+                let response = router.oneshot(req).await.unwrap();
+                assert_eq!(response.status(), StatusCode::OK);
+                axum::body::to_bytes(response.into_body(), usize::MAX)
+                    .await
+                    .unwrap()
+            }
+        };
+        let burst: Vec<_> = (0..32).map(|_| tokio::spawn(poll("/feeds/a.atom"))).collect();
+        let mut bodies = Vec::new();
+        for b in burst {
+            bodies.push(b.await.unwrap());
+        }
+        assert!(bodies.iter().all(|b| *b == bodies[0]));
+        assert_eq!(renders(&state, "a"), 1, "one rendering for the burst");
+        poll("/feeds/a.atom").await;
+        assert_eq!(renders(&state, "a"), 1, "served from the cache");
+        poll("/feeds/b.atom").await;
+        let again = poll("/feeds/a.atom").await;
+        assert_eq!(renders(&state, "a"), 2, "evicted, so rendered again");
+        assert_eq!(gunzip(&[again]), gunzip(&[bodies[0].clone()]));
+        assert!(state.cache.slots() <= 2, "{} slots", state.cache.slots());
+        drop(router);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     #[test]
     fn default_open_connections_leave_headroom() {
         assert_eq!(default_open_connections(Some(1024)), 768);
