@@ -1,16 +1,38 @@
 //! Peak memory of the store at scale: fills a store with SITES x ITEMS realistic items
 //! (a ~3 KB Chinese body each, as the seed sites have), the way runs do (upsert, prune,
 //! run status, a flush per FLUSH_EVERY sites), then reads every site's newest 20 twice,
-//! as feeds being rendered do. Prints VmHWM/VmRSS from /proc/self/status after each phase.
+//! as feeds being rendered do, then polls every site's Atom feed (gzip) through the real
+//! router with the render cache of `cache_mb`. Prints VmHWM/VmRSS from /proc/self/status
+//! after each phase.
 //!
-//! `SITES=10000 ITEMS=20 CACHE_MB=32 cargo bench --bench store_memory`
-//! (Linux only: the numbers come from /proc.)
+//! `SITES=10000 ITEMS=20 CACHE_MB=64 cargo bench --bench store_memory` (CACHE_MB as the
+//! `cache_mb` setting: split between sled and the render cache as `serve` splits it;
+//! Linux only: the numbers come from /proc).
 
+use std::sync::Arc;
 use std::time::Instant;
 
+use axum::body::Body;
+use tower::ServiceExt;
+
 use chrono::{Duration, TimeZone, Utc};
+use feedbridge::config::{resolve, RawSettings};
+use feedbridge::metrics::Metrics;
 use feedbridge::model::Item;
+use feedbridge::serve::{app, AppState};
+use feedbridge::site::{self, SiteSet};
 use feedbridge::store::{Outcome, RunStatus, Store, StoreOptions};
+
+const SELECTOR: &str = r#"title = "基准站点"
+start = ["http://127.0.0.1:9/list.html"]
+timezone = "Asia/Shanghai"
+language = "zh-CN"
+images = "direct"
+
+[list]
+item = "li"
+link = "a"
+"#;
 
 fn env(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -37,17 +59,25 @@ fn report(phase: &str, started: Instant) {
     );
 }
 
-/// About 3 KB of UTF-8 Chinese prose in paragraphs, different per item.
+/// About 3 KB of UTF-8 Chinese text in paragraphs, different per item: characters drawn
+/// from 3,000 common code points, so that it compresses about as badly as real prose
+/// (gzip about 2x; a repeated sentence would shrink 30x and flatter the render cache).
 fn body(site: u64, n: u64) -> String {
-    const TEXT: &str = "为深入贯彻落实党中央国务院决策部署，进一步优化营商环境，激发市场主体活力，\
-        推动经济社会高质量发展，市政府召开常务会议，研究部署下一阶段重点工作。会议强调，\
-        要坚持稳中求进工作总基调，统筹疫情防控和经济社会发展，扎实做好六稳工作，全面落实六保任务。";
+    let mut state = site.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ n.wrapping_add(1);
     let mut out = String::with_capacity(3200);
-    let mut i = 0;
+    out.push_str("<p>");
     while out.len() < 3000 {
-        out.push_str(&format!("<p>第{site}站第{n}篇第{i}段：{TEXT}</p>"));
-        i += 1;
+        // xorshift64
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        let c = char::from_u32(0x4e00 + (state % 3000) as u32).unwrap_or('中');
+        out.push(c);
+        if state % 40 == 0 {
+            out.push_str("。</p><p>");
+        }
     }
+    out.push_str("</p>");
     out
 }
 
@@ -94,24 +124,29 @@ fn main() {
     let sites = env("SITES", 10_000);
     let items = env("ITEMS", 20);
     let flush_every = env("FLUSH_EVERY", 50).max(1);
-    let default_mb = StoreOptions::default().cache_bytes >> 20;
-    let cache_mb = env("CACHE_MB", default_mb);
+    let cache_mb = env("CACHE_MB", 64);
+    let mut raw = RawSettings::default();
+    raw.crawl.cache_mb = Some(cache_mb);
+    let settings = resolve(raw).expect("settings");
+    let flush_ms = env("FLUSH_MS", 500);
+    let options = StoreOptions {
+        cache_bytes: settings.store_cache_bytes(),
+        flush_every_ms: (flush_ms > 0).then_some(flush_ms),
+    };
     let dir = std::env::temp_dir().join(format!("feedbridge-store-memory-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    println!("{sites} sites x {items} items, sled cache {cache_mb} MiB, flush every {flush_every} sites");
+    println!(
+        "{sites} sites x {items} items, cache_mb {cache_mb} (sled {} MiB, feeds {} MiB), flush every {flush_every} sites",
+        settings.store_cache_bytes() >> 20,
+        settings.render_cache_bytes() >> 20
+    );
     let started = Instant::now();
     report("start", started);
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
         .expect("runtime");
     {
-        let store = Store::open_with(
-            &dir,
-            &StoreOptions {
-                cache_bytes: cache_mb << 20,
-            },
-        )
-        .expect("store");
+        let store = Store::open_with(&dir, &options).expect("store");
         let now = Utc::now();
         for s in 0..sites {
             let id = format!("site-{s:05}");
@@ -143,18 +178,49 @@ fn main() {
     report("closed", started);
     let reopen = Instant::now();
     {
-        let store = Store::open_with(
-            &dir,
-            &StoreOptions {
-                cache_bytes: cache_mb << 20,
-            },
-        )
-        .expect("reopen");
+        let store = Arc::new(Store::open_with(&dir, &options).expect("reopen"));
         report("reopened", reopen);
         for s in 0..sites {
             store.recent(&format!("site-{s:05}"), 20).expect("recent");
         }
         report("read all after reopen", reopen);
+        let template = site::compile(std::path::Path::new("b.toml"), SELECTOR).expect("site");
+        let mut set = SiteSet::default();
+        for s in 0..sites {
+            let mut site = template.clone();
+            site.id = format!("site-{s:05}");
+            set.sites.insert(site.id.clone(), Arc::new(site));
+        }
+        let (_tx, rx) = tokio::sync::watch::channel(Arc::new(set));
+        let state = AppState::new(store, rx, None, Arc::new(Metrics::default()), None)
+            .with_render_cache_bytes(settings.render_cache_bytes());
+        let router = app(Arc::new(state));
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let poll = Instant::now();
+        let mut bytes = 0;
+        for round in 0..2 {
+            for s in 0..sites {
+                let req = axum::extract::Request::builder()
+                    .uri(format!("/feeds/site-{s:05}.atom"))
+                    .header("accept-encoding", "gzip")
+                    .body(Body::empty())
+                    .expect("request");
+                bytes += rt.block_on(async {
+                    let response = router.clone().oneshot(req).await.expect("response");
+                    assert_eq!(response.status(), 200);
+                    axum::body::to_bytes(response.into_body(), usize::MAX)
+                        .await
+                        .expect("body")
+                        .len()
+                });
+            }
+            report(&format!("polled every feed, round {}", round + 1), poll);
+        }
+        println!("gzip feed bytes served: {} MiB", bytes >> 20);
     }
     let size: u64 = walk(&dir);
     println!("store on disk: {} MiB", size >> 20);

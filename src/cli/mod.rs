@@ -299,7 +299,10 @@ fn load_site(path: &Path) -> Result<Site> {
 }
 
 fn open_store(dir: &Path, cache_bytes: u64) -> Result<Arc<Store>> {
-    let options = crate::store::StoreOptions { cache_bytes };
+    let options = crate::store::StoreOptions {
+        cache_bytes,
+        ..Default::default()
+    };
     Ok(Arc::new(Store::open_with(dir, &options)?))
 }
 

@@ -305,7 +305,11 @@ pub fn render_index(
     let ok = summary.sites - summary.failing - summary.waiting;
     let mut counts = format!("{}: {ok} ok", plural(summary.sites, "feed", "feeds"));
     if summary.failing > 0 {
-        let _ = write!(counts, r#", <span class="bad">{} failing</span>"#, summary.failing);
+        let _ = write!(
+            counts,
+            r#", <span class="bad">{} failing</span>"#,
+            summary.failing
+        );
     }
     if summary.waiting > 0 {
         let _ = write!(counts, ", {} waiting for their first run", summary.waiting);
@@ -839,7 +843,10 @@ link = "a"
         assert_eq!(shown.len(), PAGE_SIZE);
         assert_eq!(&shown[..3], ["s-010", "s-200", "s-000"], "failing first");
         assert!(first.contains("Page 1 of 3"), "{first}");
-        assert!(first.contains(r#"href="http://t.local/?page=2">next"#), "{first}");
+        assert!(
+            first.contains(r#"href="http://t.local/?page=2">next"#),
+            "{first}"
+        );
         assert!(!first.contains("previous"));
         // Only this page's feeds get autodiscovery links.
         assert_eq!(first.matches(r#"rel="alternate""#).count(), 3 * PAGE_SIZE);

@@ -891,7 +891,8 @@ async fn status_json(
     let base = base(&state, &headers);
     if let Some(id) = query.ok().and_then(|q| q.0.site) {
         let Some(site) = set.sites.get(&id) else {
-            let error = serde_json::json!({ "error": format!("no such site: {}", printable_name(&id)) });
+            let error =
+                serde_json::json!({ "error": format!("no such site: {}", printable_name(&id)) });
             return Ok(json(StatusCode::NOT_FOUND, error.to_string().into_bytes()));
         };
         let mut out = Vec::with_capacity(2048);
@@ -934,7 +935,10 @@ fn site_status(
     json_key(out, "items", false);
     write_json(out, &state.store.count(&site.id));
     json_key(out, "hub", false);
-    write_json(out, &site.hub.as_ref().or(state.hub.as_ref()).map(Url::as_str));
+    write_json(
+        out,
+        &site.hub.as_ref().or(state.hub.as_ref()).map(Url::as_str),
+    );
     json_key(out, "hub_warning", false);
     write_json(out, &state.hub_warnings.get(&site.id));
     json_key(out, "last_run", false);
@@ -947,10 +951,7 @@ fn site_status(
         _ => out.extend_from_slice(b"null"),
     }
     json_key(out, "image_errors", false);
-    write_json(
-        out,
-        &state.images.as_ref().and_then(|p| p.errors(&site.id)),
-    );
+    write_json(out, &state.images.as_ref().and_then(|p| p.errors(&site.id)));
     out.push(b'}');
     Ok(())
 }
@@ -1523,8 +1524,7 @@ mod tests {
         let (_tx, rx) = watch::channel(Arc::new(set));
         // Room for one feed: a second one evicts the first.
         let state = Arc::new(
-            AppState::new(store, rx, None, Default::default(), None)
-                .with_render_cache_bytes(1000),
+            AppState::new(store, rx, None, Default::default(), None).with_render_cache_bytes(1000),
         );
         let router = app(state.clone());
         let poll = |path: &'static str| {
@@ -1542,7 +1542,9 @@ mod tests {
                     .unwrap()
             }
         };
-        let burst: Vec<_> = (0..32).map(|_| tokio::spawn(poll("/feeds/a.atom"))).collect();
+        let burst: Vec<_> = (0..32)
+            .map(|_| tokio::spawn(poll("/feeds/a.atom")))
+            .collect();
         let mut bodies = Vec::new();
         for b in burst {
             bodies.push(b.await.unwrap());

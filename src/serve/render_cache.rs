@@ -161,9 +161,7 @@ impl<K: Hash + Eq + Clone, V: Weigh> RenderCache<K, V> {
         }
         // One reference is the map's: no render holds these.
         inner.slots.retain(|k, s| {
-            k == keep
-                || Arc::strong_count(s) > 1
-                || s.current.lock().map_or(false, |c| c.is_some())
+            k == keep || Arc::strong_count(s) > 1 || s.current.lock().is_ok_and(|c| c.is_some())
         });
     }
 
@@ -218,7 +216,10 @@ mod tests {
         assert!(cache.slot(&0).get(|_| true).is_some());
         fill(&cache, 10, 100);
         assert!(cache.used() <= 1000 / 8 * 7, "{}", cache.used());
-        assert!(cache.slot(&0).get(|_| true).is_some(), "recently used stays");
+        assert!(
+            cache.slot(&0).get(|_| true).is_some(),
+            "recently used stays"
+        );
         assert!(cache.slot(&10).get(|_| true).is_some(), "the new one stays");
         assert!(cache.slot(&1).get(|_| true).is_none(), "the oldest left");
         // Thousands of keys never hold more slots than values that fit (plus the
