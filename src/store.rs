@@ -666,22 +666,8 @@ impl Store {
     }
 
     /// Makes everything written so far durable.
-    ///
-    /// sled's blocking flush on a blocking thread, not `flush_async`: that one runs the
-    /// flush as a job of sled's own IO pool, where it waits for buffer writes queued to
-    /// the same pool, and `benches/store_memory.rs` hung for good (every thread parked)
-    /// after 2,000 to 4,000 sites of a run-like workload.
     pub async fn flush(&self) -> Result<(), StoreError> {
-        let db = self.db.clone();
-        match tokio::task::spawn_blocking(move || db.flush()).await {
-            Ok(flushed) => {
-                flushed?;
-            }
-            // Only a panic in sled; the flush is retried by the next run.
-            Err(e) => {
-                return Err(StoreError::Sled(sled::Error::ReportableBug(e.to_string())));
-            }
-        }
+        self.db.flush_async().await?;
         Ok(())
     }
 
