@@ -1,7 +1,8 @@
 //! The pages that list every site, at scale: `/` (one page of 100, failing sites
 //! first), `/?page=50`, `/status.json` (all sites) and `/status.json?site=ID`, served by
 //! the real router over a store of SITES sites x ITEMS items (1 site in 50 failing),
-//! plus one feed poll. `SITES=10000 ITEMS=20 cargo bench --bench pages`.
+//! plus one feed poll. `SITES=10000 ITEMS=20 cargo bench --bench pages`: median, fastest
+//! and slowest of 10 requests each (after one warm-up), in milliseconds.
 //!
 //! The items have short bodies (these pages never read items); building the store
 //! takes a while, once, before the first sample.
@@ -10,7 +11,6 @@ use std::sync::{Arc, OnceLock};
 
 use axum::body::Body;
 use chrono::{Duration, TimeZone, Utc};
-use divan::Bencher;
 use feedbridge::metrics::Metrics;
 use feedbridge::model::Item;
 use feedbridge::serve::{app, AppState};
@@ -19,7 +19,29 @@ use feedbridge::store::{Outcome, RunStatus, Store};
 use tower::ServiceExt;
 
 fn main() {
-    divan::main();
+    let paths = [
+        "/",
+        "/?page=50",
+        "/status.json",
+        "/status.json?site=site-05000",
+        "/feeds/site-00001.atom",
+    ];
+    fixture();
+    for path in paths {
+        let bytes = get(path);
+        let mut ms: Vec<f64> = (0..10)
+            .map(|_| {
+                let t = std::time::Instant::now();
+                get(path);
+                t.elapsed().as_secs_f64() * 1000.0
+            })
+            .collect();
+        ms.sort_by(f64::total_cmp);
+        println!(
+            "{path:<32} {bytes:>9} bytes  median {:>7.2} ms  fastest {:>7.2} ms  slowest {:>7.2} ms",
+            ms[5], ms[0], ms[9]
+        );
+    }
 }
 
 fn env(name: &str, default: usize) -> usize {
@@ -150,11 +172,4 @@ fn get(path: &str) -> usize {
             .expect("body")
             .len()
     })
-}
-
-#[divan::bench(sample_count = 10, sample_size = 1, args = ["/", "/?page=50", "/status.json", "/status.json?site=site-05000", "/feeds/site-00001.atom"])]
-fn page(bencher: Bencher, path: &str) {
-    let bytes = get(path);
-    eprintln!("{path}: {bytes} bytes");
-    bencher.bench(|| get(path));
 }
