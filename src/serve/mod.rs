@@ -174,6 +174,9 @@ impl GzipParts {
                     drop(enc);
                     out.truncate(start + written);
                 }
+                // Cached for long: the spare capacity of the growing buffer (up to half
+                // of it) would be held too, unseen by the cache's byte count.
+                out.shrink_to_fit();
                 Bytes::from(out)
             })
             .collect();
@@ -742,6 +745,7 @@ fn brotli_compress(data: &[u8]) -> Bytes {
         let mut w = brotli::CompressorWriter::new(&mut out, 4096, 6, 20);
         let _ = w.write_all(data);
     }
+    out.shrink_to_fit();
     Bytes::from(out)
 }
 
