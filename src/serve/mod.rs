@@ -1012,7 +1012,7 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     for id in set.sites.keys() {
         let n = state
             .store
-            .run_status(id)
+            .run_brief(id)
             .ok()
             .flatten()
             .map_or(0, |s| s.consecutive_failures);
