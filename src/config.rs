@@ -86,6 +86,10 @@ pub struct RawCrawlSettings {
     /// Log format: human or json [default: human]
     #[arg(long, env = "FEEDBRIDGE_LOG_FORMAT", value_name = "FORMAT")]
     pub log_format: Option<String>,
+    /// Memory for caches, in MiB: the store's page cache and the rendered feeds share it
+    /// (the process uses more: sled's own buffers, requests, runs) [default: 64]
+    #[arg(long, env = "FEEDBRIDGE_CACHE_MB", value_name = "MIB")]
+    pub cache_mb: Option<u64>,
     #[command(flatten)]
     #[serde(flatten)]
     pub fetch: RawFetchSettings,
@@ -148,7 +152,25 @@ pub struct Settings {
     pub idle_timeout: Duration,
     /// Disk budget of the image proxy's cache, in bytes.
     pub image_cache_bytes: u64,
+    /// Memory budget of the caches (`cache_mb`), in MiB.
+    pub cache_mb: u64,
 }
+
+impl Settings {
+    /// sled's page cache: half of `cache_mb` (feeds are rendered from it, and sled's
+    /// own use runs above its cache: `benches/store_memory.rs`).
+    pub fn store_cache_bytes(&self) -> u64 {
+        (self.cache_mb << 20) / 2
+    }
+
+    /// The rendered-feed cache: the other half.
+    pub fn render_cache_bytes(&self) -> usize {
+        usize::try_from((self.cache_mb << 20) / 2).unwrap_or(usize::MAX)
+    }
+}
+
+/// The smallest `cache_mb`: below it every poll re-renders.
+const MIN_CACHE_MB: u64 = 8;
 
 impl RawSettings {
     /// Fills every value the flags and environment left open from `other`.
@@ -174,6 +196,7 @@ impl RawCrawlSettings {
             selectors: self.selectors.or(other.selectors),
             concurrency: self.concurrency.or(other.concurrency),
             log_format: self.log_format.or(other.log_format),
+            cache_mb: self.cache_mb.or(other.cache_mb),
             fetch: self.fetch.or(other.fetch),
         }
     }
@@ -328,6 +351,14 @@ pub fn resolve(raw: RawSettings) -> Result<Settings, ConfigError> {
             })
         }
     };
+    let cache_mb = raw.crawl.cache_mb.unwrap_or(64);
+    if !(MIN_CACHE_MB..=1 << 20).contains(&cache_mb) {
+        return Err(ConfigError::Invalid {
+            key: "cache_mb",
+            value: cache_mb.to_string(),
+            message: format!("must be between {MIN_CACHE_MB} and 1048576 (MiB)"),
+        });
+    }
     let defaults = FetchSettings::default();
     let user_agent = raw.crawl.fetch.user_agent.unwrap_or(defaults.user_agent);
     if user_agent.trim().is_empty() || reqwest::header::HeaderValue::from_str(&user_agent).is_err()
@@ -405,6 +436,7 @@ pub fn resolve(raw: RawSettings) -> Result<Settings, ConfigError> {
             .image_cache_mb
             .unwrap_or(512)
             .saturating_mul(1024 * 1024),
+        cache_mb,
     })
 }
 
@@ -475,6 +507,20 @@ mod tests {
             unknown_key("max_connections = 1\nretry_base = \"1s\"\n"),
             None
         );
+    }
+
+    #[test]
+    fn cache_mb_from_the_file_splits_between_store_and_feeds() {
+        let file: RawSettings = toml::from_str("cache_mb = 100\n").unwrap();
+        let s = resolve(file).unwrap();
+        assert_eq!(s.cache_mb, 100);
+        assert_eq!(
+            s.store_cache_bytes() + s.render_cache_bytes() as u64,
+            100 << 20
+        );
+        assert_eq!(resolve(RawSettings::default()).unwrap().cache_mb, 64);
+        let e = resolve(toml::from_str("cache_mb = 1\n").unwrap()).unwrap_err();
+        assert!(e.to_string().contains("`cache_mb`"), "{e}");
     }
 
     #[test]

@@ -13,6 +13,9 @@
 //! - `runs`:       site -> JSON [`RunStatus`]
 //! - `history`:    `site\0<inverted start time, 8 bytes BE>` -> JSON [`RunStatus`], the
 //!   last [`HISTORY_RUNS`] runs of each site, for the dashboard
+//! - `counts`:     site -> u64 BE, the site's stored items, changed in the transaction
+//!   that adds or removes an item, so the pages that list every site read one key per
+//!   site instead of scanning its items
 //! - default tree: `schema_version` -> u32 BE, checked at open; older stores are migrated.
 //!
 //! An item and its index entries change in one sled transaction; a run flushes before it
@@ -33,7 +36,28 @@ use crate::model::{Item, ItemKey, StoredItem, Validators};
 
 /// 2: validators per (site, rules) instead of per URL; the version-1 `validators` tree is
 /// dropped on open (it only costs one unconditional read per list page).
-const SCHEMA_VERSION: u32 = 2;
+/// 3: item counters per site (`counts`), counted once at open from `items`.
+const SCHEMA_VERSION: u32 = 3;
+
+/// How the store uses memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreOptions {
+    /// sled's page cache, in bytes (sled's own use runs somewhat above it: see
+    /// `benches/store_memory.rs`).
+    pub cache_bytes: u64,
+    /// How often sled writes its buffers out on its own (`None`: only when asked; each
+    /// run flushes before it reports).
+    pub flush_every_ms: Option<u64>,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            cache_bytes: 32 << 20,
+            flush_every_ms: Some(500),
+        }
+    }
+}
 
 /// Runs kept per site in the history the dashboard shows.
 pub const HISTORY_RUNS: usize = 20;
@@ -76,13 +100,14 @@ impl From<serde_json::Error> for StoreError {
 /// Opens the sled database, waiting briefly for a lock that is about to be released:
 /// a store dropped in this process is closed by sled's IO threads a moment later, and a
 /// reopen in that window (a test, a quick restart) must not be refused as "in use".
-fn open_db(dir: &Path) -> Result<sled::Db, StoreError> {
+fn open_db(dir: &Path, options: &StoreOptions) -> Result<sled::Db, StoreError> {
     const LOCK_WAIT: Duration = Duration::from_millis(1500);
     let started = std::time::Instant::now();
     loop {
         let opened = sled::Config::new()
             .path(dir)
-            .flush_every_ms(Some(500))
+            .cache_capacity(options.cache_bytes)
+            .flush_every_ms(options.flush_every_ms)
             .open();
         match opened {
             Ok(db) => return Ok(db),
@@ -211,6 +236,13 @@ pub struct RunStatus {
     pub last_success: Option<DateTime<Utc>>,
 }
 
+/// The part of a [`RunStatus`] a page listing every site needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub struct RunBrief {
+    pub outcome: Outcome,
+    pub consecutive_failures: u32,
+}
+
 pub struct Store {
     db: sled::Db,
     items: sled::Tree,
@@ -220,6 +252,7 @@ pub struct Store {
     rules: sled::Tree,
     runs: sled::Tree,
     history: sled::Tree,
+    counts: sled::Tree,
     /// Bumped on every change of a site's items; the feed cache keys on it.
     generations: Mutex<HashMap<String, u64>>,
     /// Serializes `flush` (see there).
@@ -254,15 +287,21 @@ fn alias_key(site: &str, alias: &str) -> Vec<u8> {
 }
 
 impl Store {
-    /// Opens (creating) the store in `dir`; refuses a store in use or from a newer version.
+    /// Opens (creating) the store in `dir` with the default options.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
+        Store::open_with(dir, &StoreOptions::default())
+    }
+
+    /// Opens (creating) the store in `dir`; refuses a store in use or from a newer version.
+    pub fn open_with(dir: &Path, options: &StoreOptions) -> Result<Store, StoreError> {
         let path = dir.display().to_string();
         match std::fs::metadata(dir) {
             Ok(m) if !m.is_dir() => return Err(StoreError::NotADirectory { path }),
             Ok(_) => {}
             Err(_) => std::fs::create_dir_all(dir).map_err(|e| open_error(dir, &e))?,
         }
-        let db = open_db(dir)?;
+        let db = open_db(dir, options)?;
+        let mut count_items = false;
         match db.get("schema_version")? {
             Some(v) => {
                 let found = u32::from_be_bytes(v.as_ref().try_into().unwrap_or([0xff; 4]));
@@ -274,16 +313,22 @@ impl Store {
                     // costs each list page one unconditional GET.
                     db.drop_tree("validators")?;
                 }
-                if found < SCHEMA_VERSION {
-                    db.insert("schema_version", &SCHEMA_VERSION.to_be_bytes())?;
-                }
+                count_items = found < 3;
             }
             None => {
                 db.insert("schema_version", &SCHEMA_VERSION.to_be_bytes())?;
             }
         }
+        let items = db.open_tree("items")?;
+        let counts = db.open_tree("counts")?;
+        if count_items {
+            count_all(&items, &counts)?;
+            db.insert("schema_version", &SCHEMA_VERSION.to_be_bytes())?;
+            db.flush()?;
+        }
         Ok(Store {
-            items: db.open_tree("items")?,
+            items,
+            counts,
             by_date: db.open_tree("by_date")?,
             aliases: db.open_tree("aliases")?,
             validators: db.open_tree("site_validators")?,
@@ -347,8 +392,8 @@ impl Store {
             }
         }
         let ikey = item_key(site, &key);
-        let result =
-            (&self.items, &self.by_date, &self.aliases).transaction(|(items, by_date, aliases)| {
+        let result = (&self.items, &self.by_date, &self.aliases, &self.counts).transaction(
+            |(items, by_date, aliases, counts)| {
                 let old: Option<StoredItem> = match items.get(&ikey)? {
                     Some(bytes) => serde_json::from_slice(&bytes).ok(),
                     None => None,
@@ -403,8 +448,13 @@ impl Store {
                 for a in &stored.item.aliases {
                     aliases.insert(alias_key(site, a), &key.0)?;
                 }
+                if outcome == Upsert::New {
+                    let n = counts.get(site.as_bytes())?.map_or(0, |v| decode_count(&v));
+                    counts.insert(site.as_bytes(), &(n + 1).to_be_bytes())?;
+                }
                 Ok(outcome)
-            });
+            },
+        );
         let outcome = result.map_err(|e| match e {
             TransactionError::Abort(msg) => StoreError::Sled(sled::Error::Unsupported(msg)),
             TransactionError::Storage(e) => StoreError::Sled(e),
@@ -430,8 +480,13 @@ impl Store {
         Ok(out)
     }
 
+    /// The site's stored items: one read of its counter.
     pub fn count(&self, site: &str) -> usize {
-        self.items.scan_prefix(prefix(site)).count()
+        self.counts
+            .get(site.as_bytes())
+            .ok()
+            .flatten()
+            .map_or(0, |v| decode_count(&v) as usize)
     }
 
     /// Keeps the newest `keep` items of a site; returns how many were removed.
@@ -442,23 +497,44 @@ impl Store {
             .keys()
             .skip(keep)
             .collect::<Result<_, _>>()?;
-        for k in &old {
-            let key = &k[k.len() - 16..];
-            let mut ik = prefix(site);
-            ik.extend_from_slice(key);
-            if let Some(bytes) = self.items.remove(&ik)? {
-                if let Ok(stored) = serde_json::from_slice::<StoredItem>(&bytes) {
-                    for a in &stored.item.aliases {
-                        self.aliases.remove(alias_key(site, a))?;
-                    }
-                }
-            }
-            self.by_date.remove(k)?;
+        if old.is_empty() {
+            return Ok(0);
         }
-        if !old.is_empty() {
+        // One transaction: the counter moves with the items it counts, and an item a
+        // concurrent run removed first is not counted twice.
+        let removed = (&self.items, &self.by_date, &self.aliases, &self.counts)
+            .transaction(|(items, by_date, aliases, counts)| {
+                let mut removed = 0u64;
+                for k in &old {
+                    let key = &k[k.len() - 16..];
+                    let mut ik = prefix(site);
+                    ik.extend_from_slice(key);
+                    if let Some(bytes) = items.remove(ik)? {
+                        removed += 1;
+                        if let Ok(stored) = serde_json::from_slice::<StoredItem>(&bytes) {
+                            for a in &stored.item.aliases {
+                                aliases.remove(alias_key(site, a))?;
+                            }
+                        }
+                    }
+                    by_date.remove(k)?;
+                }
+                if removed > 0 {
+                    let n = counts.get(site.as_bytes())?.map_or(0, |v| decode_count(&v));
+                    counts.insert(site.as_bytes(), &n.saturating_sub(removed).to_be_bytes())?;
+                }
+                Ok(removed)
+            })
+            .map_err(|e: TransactionError<()>| match e {
+                TransactionError::Abort(()) => {
+                    StoreError::Sled(sled::Error::Unsupported("prune aborted".into()))
+                }
+                TransactionError::Storage(e) => StoreError::Sled(e),
+            })?;
+        if removed > 0 {
             self.bump(site);
         }
-        Ok(old.len())
+        Ok(removed as usize)
     }
 
     /// The validators `site` stored for `url` while its rules had `fingerprint`; none
@@ -528,6 +604,22 @@ impl Store {
             .get(site)?
             .map(|v| serde_json::from_slice(&v))
             .transpose()?)
+    }
+
+    /// The few fields of the site's last run that sort the dashboard, read without
+    /// building the rest of the record.
+    pub fn run_brief(&self, site: &str) -> Result<Option<RunBrief>, StoreError> {
+        Ok(self
+            .runs
+            .get(site)?
+            .map(|v| serde_json::from_slice(&v))
+            .transpose()?)
+    }
+
+    /// The site's last run as the JSON it is stored as (what `/status.json` sends), so a
+    /// page listing thousands of sites copies bytes instead of decoding records.
+    pub fn run_status_json(&self, site: &str) -> Result<Option<sled::IVec>, StoreError> {
+        Ok(self.runs.get(site)?)
     }
 
     /// Records a finished run as the site's last run and in its history (the oldest
@@ -601,6 +693,27 @@ impl Store {
     pub fn is_healthy(&self) -> bool {
         self.db.get("schema_version").is_ok()
     }
+}
+
+fn decode_count(v: &[u8]) -> u64 {
+    <[u8; 8]>::try_from(v).map_or(0, u64::from_be_bytes)
+}
+
+/// Counts every site's items (the migration to schema 3): one scan of `items`.
+fn count_all(items: &sled::Tree, counts: &sled::Tree) -> Result<(), StoreError> {
+    let mut per_site: HashMap<Vec<u8>, u64> = HashMap::new();
+    for key in items.iter().keys() {
+        let key = key?;
+        // `site\0` then the 16-byte key.
+        if let Some(site) = key.len().checked_sub(17).map(|end| &key[..end]) {
+            *per_site.entry(site.to_vec()).or_default() += 1;
+        }
+    }
+    counts.clear()?;
+    for (site, n) in per_site {
+        counts.insert(site, &n.to_be_bytes())?;
+    }
+    Ok(())
 }
 
 fn blake3_hex(h: [u8; 32]) -> String {
@@ -811,6 +924,78 @@ mod tests {
             store.db.get("schema_version").unwrap().unwrap().as_ref(),
             &SCHEMA_VERSION.to_be_bytes()
         );
+    }
+
+    #[test]
+    fn item_counters_follow_upsert_duplicate_prune_and_reopen() {
+        let dir = tempdir();
+        {
+            let store = Store::open(&dir).unwrap();
+            for d in 1..=6 {
+                store
+                    .upsert("s", &item(&format!("http://a/{d}"), "x", d), now())
+                    .unwrap();
+            }
+            // The same item again, unchanged and then updated: still one item each.
+            store
+                .upsert("s", &item("http://a/1", "x", 1), now())
+                .unwrap();
+            store
+                .upsert("s", &item("http://a/1", "y", 1), now())
+                .unwrap();
+            // A moved link found by its alias is the same item too.
+            let mut a = item("http://b/old", "x", 7);
+            a.aliases = vec!["g".into()];
+            store.upsert("t", &a, now()).unwrap();
+            let mut moved = item("http://b/new", "x (edited)", 7);
+            moved.aliases = vec!["g".into()];
+            assert_eq!(store.upsert("t", &moved, now()).unwrap(), Upsert::Updated);
+            assert_eq!((store.count("s"), store.count("t")), (6, 1));
+            assert_eq!(store.prune("s", 4).unwrap(), 2);
+            assert_eq!(store.prune("s", 4).unwrap(), 0);
+            assert_eq!(store.count("s"), 4);
+            assert_eq!(store.count("none"), 0);
+        }
+        // Reopened without a flush by hand: the counter is where the items are.
+        let store = Store::open(&dir).unwrap();
+        assert_eq!((store.count("s"), store.count("t")), (4, 1));
+        assert_eq!(
+            store.count("s"),
+            store.items.scan_prefix(prefix("s")).count()
+        );
+    }
+
+    #[test]
+    fn a_version_2_store_is_counted_once_at_open() {
+        let dir = tempdir();
+        {
+            let store = Store::open(&dir).unwrap();
+            for d in 1..=5 {
+                store
+                    .upsert("site-a", &item(&format!("http://a/{d}"), "x", d), now())
+                    .unwrap();
+            }
+            store
+                .upsert("b", &item("http://b/1", "x", 1), now())
+                .unwrap();
+            // As a version-2 store was: no counters.
+            store.counts.clear().unwrap();
+            store
+                .db
+                .insert("schema_version", &2u32.to_be_bytes())
+                .unwrap();
+            store.db.flush().unwrap();
+        }
+        let store = Store::open(&dir).unwrap();
+        assert_eq!((store.count("site-a"), store.count("b")), (5, 1));
+        assert_eq!(
+            store.db.get("schema_version").unwrap().unwrap().as_ref(),
+            &3u32.to_be_bytes()
+        );
+        store
+            .upsert("b", &item("http://b/2", "x", 2), now())
+            .unwrap();
+        assert_eq!(store.count("b"), 2);
     }
 
     #[test]

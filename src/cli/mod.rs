@@ -337,8 +337,12 @@ fn load_site(path: &Path) -> Result<Site> {
     site::load(path).map_err(|e| config_failure(e.to_string()))
 }
 
-fn open_store(dir: &Path) -> Result<Arc<Store>> {
-    Ok(Arc::new(Store::open(dir)?))
+fn open_store(dir: &Path, cache_bytes: u64) -> Result<Arc<Store>> {
+    let options = crate::store::StoreOptions {
+        cache_bytes,
+        ..Default::default()
+    };
+    Ok(Arc::new(Store::open_with(dir, &options)?))
 }
 
 fn crawler(settings: &Settings, store: Arc<Store>, metrics: Arc<Metrics>) -> Result<Arc<Crawler>> {
@@ -392,7 +396,7 @@ fn crawl_targets(settings: &Settings, files: &[PathBuf], ids: &[String]) -> Resu
 
 async fn crawl_cmd(settings: Settings, files: Vec<PathBuf>, ids: Vec<String>) -> Result<()> {
     let sites = crawl_targets(&settings, &files, &ids)?;
-    let store = open_store(&settings.data_dir)?;
+    let store = open_store(&settings.data_dir, settings.store_cache_bytes())?;
     let crawler = crawler(&settings, store.clone(), Arc::new(Metrics::default()))?;
     let bars = progress::Bars::new(std::io::stderr().is_terminal());
     let slots = Arc::new(tokio::sync::Semaphore::new(settings.concurrency));

@@ -67,7 +67,8 @@ pub(super) async fn run_service(
         settings.base_url.clone(),
         metrics,
         Some(heartbeat),
-    );
+    )
+    .with_render_cache_bytes(settings.render_cache_bytes());
     state.internal_errors = internal_errors;
     state.hub = settings.hub.clone();
     state.hub_warnings = hub_warnings;
@@ -173,7 +174,7 @@ pub(super) async fn serve_cmd(
     settings: Settings,
     shard: Option<crate::shard::Shard>,
 ) -> Result<()> {
-    let store = open_store(&settings.data_dir)?;
+    let store = open_store(&settings.data_dir, settings.store_cache_bytes())?;
     let dir = &settings.selectors_dir;
     let sites = SiteSet::load_dir(dir, None).map_err(|e| {
         config_failure(format!(
@@ -215,7 +216,7 @@ pub(super) async fn demo_cmd(listen: String, data: Option<PathBuf>) -> Result<()
     site.rebase(&Url::parse(&fixture.origin())?);
     let mut sites = SiteSet::default();
     sites.sites.insert(site.id.clone(), Arc::new(site));
-    let store = open_store(&data_dir)?;
+    let store = open_store(&data_dir, settings.store_cache_bytes())?;
     let settings = Settings {
         data_dir: data_dir.clone(),
         ..settings

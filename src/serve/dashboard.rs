@@ -3,10 +3,12 @@
 //!
 //! Server-rendered HTML without scripts, so it works in any browser and in `--dump-dom`
 //! tests. Rendering is pure (plain rows in, a `String` out); the handlers only gather the
-//! rows. `/` reads one run record and one counter per site, never the items, so it stays
-//! cheap with thousands of sites. The chrome is English; every piece of site content
+//! rows. `/` reads a few fields of one run record and one counter per site, never the
+//! items, and shows [`PAGE_SIZE`] sites a page, failing sites first, so it stays cheap
+//! (and readable) with 10,000 sites. The chrome is English; every piece of site content
 //! carries the site's own `lang`, so CJK text gets CJK fonts and line breaking.
 
+use std::collections::HashMap;
 use std::fmt::Write;
 use std::sync::Arc;
 
@@ -26,6 +28,22 @@ use crate::store::{Outcome, RunStatus};
 
 /// Runs shown on a site's page.
 const RUNS_SHOWN: usize = 10;
+
+/// Sites per page of `/`.
+pub const PAGE_SIZE: usize = 100;
+
+/// The counts at the top of `/` and where this page is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct IndexSummary {
+    pub sites: usize,
+    /// Last run ended badly, or the selector file's last edit did not load.
+    pub failing: usize,
+    /// Never run.
+    pub waiting: usize,
+    /// 1-based.
+    pub page: usize,
+    pub pages: usize,
+}
 
 /// One row of `/`.
 pub struct SiteRow<'a> {
@@ -199,10 +217,11 @@ fn alternate_links(title: &str, atom_url: &str) -> String {
     links
 }
 
-/// `/`: every feed with its state, and the selector files that failed to load.
+/// `/`: one page of feeds with their state, and the selector files that failed to load.
 pub fn render_index(
     base: &str,
     rows: &[SiteRow<'_>],
+    summary: &IndexSummary,
     orphan_errors: &[&SiteError],
     shard: Option<crate::shard::Shard>,
     now: DateTime<Utc>,
@@ -284,18 +303,64 @@ pub fn render_index(
         }
         orphans.push_str("</ul>\n");
     }
+    let ok = summary.sites - summary.failing - summary.waiting;
+    let mut counts = format!("{}: {ok} ok", plural(summary.sites, "feed", "feeds"));
+    if summary.failing > 0 {
+        let _ = write!(
+            counts,
+            r#", <span class="bad">{} failing</span>"#,
+            summary.failing
+        );
+    }
+    if summary.waiting > 0 {
+        let _ = write!(counts, ", {} waiting for their first run", summary.waiting);
+    }
+    if !orphan_errors.is_empty() {
+        let _ = write!(
+            counts,
+            r#", <span class="bad">{} not loaded</span>"#,
+            plural(orphan_errors.len(), "selector file", "selector files")
+        );
+    }
+    let nav = page_nav(base, summary);
     let body = format!(
         r#"<h1>feedbridge{shard}</h1>
-<p>{count}. <a href="{base}/opml">OPML</a> (import every feed into a reader) · <a href="{base}/status.json">status.json</a> · <a href="{base}/metrics">metrics</a></p>
-<table><thead><tr><th>Feed</th><th>Last run</th><th>When</th><th>Next run</th><th>Items</th><th>Fields found (last run)</th><th>Last error</th><th></th></tr></thead>
+<p>{counts}. <a href="{base}/opml">OPML</a> (import every feed into a reader) · <a href="{base}/status.json">status.json</a> · <a href="{base}/metrics">metrics</a></p>
+{orphans}{nav}<table><thead><tr><th>Feed</th><th>Last run</th><th>When</th><th>Next run</th><th>Items</th><th>Fields found (last run)</th><th>Last error</th><th></th></tr></thead>
 <tbody>
 {table}</tbody></table>
-{orphans}"#,
-        count = plural(rows.len(), "feed", "feeds"),
+{nav}"#,
         // A sharded node lists only its own sites: say so, and which shard.
         shard = shard.map(|s| format!(" · shard {s}")).unwrap_or_default(),
     );
     page("feedbridge", &links, &body)
+}
+
+/// "Page 2 of 100 (failing sites first) · ← previous · next →", or nothing on one page.
+fn page_nav(base: &str, summary: &IndexSummary) -> String {
+    if summary.pages <= 1 {
+        return String::new();
+    }
+    let mut nav = format!(
+        r#"<p class="pages">Page {} of {} <small>(failing sites first, then by id)</small>"#,
+        summary.page, summary.pages
+    );
+    if summary.page > 1 {
+        let _ = write!(
+            nav,
+            r#" · <a rel="prev" href="{base}/?page={}">← previous</a>"#,
+            summary.page - 1
+        );
+    }
+    if summary.page < summary.pages {
+        let _ = write!(
+            nav,
+            r#" · <a rel="next" href="{base}/?page={}">next →</a>"#,
+            summary.page + 1
+        );
+    }
+    nav.push_str("</p>\n");
+    nav
 }
 
 /// `/sites/<id>`: the page to send a person to.
@@ -569,22 +634,65 @@ fn html_response(html: String) -> Response {
         .into_response()
 }
 
+/// `/?page=N`.
+#[derive(serde::Deserialize)]
+pub(super) struct IndexQuery {
+    page: Option<usize>,
+}
+
 pub(super) async fn index(
     State(state): State<Arc<AppState>>,
+    query: Result<axum::extract::Query<IndexQuery>, axum::extract::rejection::QueryRejection>,
     headers: HeaderMap,
 ) -> Result<Response, AppError> {
     let set = state.sites.borrow().clone();
     let base = base(&state, &headers);
     let now = Utc::now();
-    let mut rows = Vec::with_capacity(set.sites.len());
+    let errors_by_id: HashMap<&str, &SiteError> = set
+        .errors
+        .iter()
+        .filter_map(|e| Some((e.path.file_stem()?.to_str()?, e)))
+        .collect();
+    // Every site's few sort fields; the page's rows alone read their full record.
+    let mut order: Vec<(bool, u32, &Arc<Site>)> = Vec::with_capacity(set.sites.len());
+    let mut summary = IndexSummary {
+        sites: set.sites.len(),
+        ..IndexSummary::default()
+    };
     for site in set.sites.values() {
+        let brief = state.store.run_brief(&site.id)?;
+        let broken_file = errors_by_id.contains_key(site.id.as_str());
+        let failing = broken_file || brief.is_some_and(|b| outcome_words(b.outcome).1 == "bad");
+        if failing {
+            summary.failing += 1;
+        } else if brief.is_none() {
+            summary.waiting += 1;
+        }
+        let failures = brief.map_or(0, |b| b.consecutive_failures);
+        order.push((failing, failures, site));
+    }
+    // Failing first, the longest failing first; then by id (the map's order, kept by the
+    // stable sort).
+    order.sort_by(|a, b| b.0.cmp(&a.0).then(b.1.cmp(&a.1)));
+    summary.pages = set.sites.len().div_ceil(PAGE_SIZE).max(1);
+    summary.page = query
+        .ok()
+        .and_then(|q| q.0.page)
+        .unwrap_or(1)
+        .clamp(1, summary.pages);
+    let mut rows = Vec::with_capacity(PAGE_SIZE);
+    for (_, _, site) in order
+        .iter()
+        .skip((summary.page - 1) * PAGE_SIZE)
+        .take(PAGE_SIZE)
+    {
         let last = state.store.run_status(&site.id)?;
         rows.push(SiteRow {
             site,
             next_run: next_run(site, last.as_ref(), now),
             last,
             items: state.store.count(&site.id),
-            not_applied: not_applied(&set.errors, site),
+            not_applied: errors_by_id.get(site.id.as_str()).copied(),
             image_errors: state
                 .images
                 .as_ref()
@@ -601,7 +709,7 @@ pub(super) async fn index(
         })
         .collect();
     Ok(html_response(render_index(
-        &base, &rows, &orphans, set.shard, now,
+        &base, &rows, &summary, &orphans, set.shard, now,
     )))
 }
 
@@ -631,4 +739,167 @@ pub(super) async fn site_page(
         image_errors: state.images.as_ref().and_then(|p| p.errors(&site.id)),
     };
     Ok(html_response(render_site(&page, now)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::site::SiteSet;
+    use crate::store::Store;
+    use axum::body::Body;
+    use tower::ServiceExt;
+
+    const SELECTOR: &str = r#"title = "测试站点"
+start = ["http://127.0.0.1:9/list.html"]
+timezone = "Asia/Shanghai"
+
+[list]
+item = "li"
+link = "a"
+"#;
+
+    fn status(outcome: Outcome, failures: u32) -> RunStatus {
+        let now = Utc::now();
+        RunStatus {
+            started: now,
+            finished: now,
+            outcome,
+            pages_fetched: 1,
+            not_modified: 0,
+            items_seen: 0,
+            new: 0,
+            updated: 0,
+            unchanged: 0,
+            articles_failed: 0,
+            extracted: 0,
+            with_title: 0,
+            with_date: 0,
+            with_source: 0,
+            with_body: 0,
+            fields: Default::default(),
+            warnings: vec![],
+            last_error: (outcome == Outcome::Failed).then(|| "connect refused".into()),
+            error_class: None,
+            consecutive_failures: failures,
+            last_success: None,
+        }
+    }
+
+    /// `n` sites `s-000`…: `s-010` failing twice in a row, `s-200` once, `s-020` never
+    /// run, the rest fine.
+    fn router(n: usize, dir: &std::path::Path) -> axum::Router {
+        let store = Arc::new(Store::open(dir).unwrap());
+        let template = crate::site::compile(std::path::Path::new("t.toml"), SELECTOR).unwrap();
+        let mut set = SiteSet::default();
+        for i in 0..n {
+            let mut site = template.clone();
+            site.id = format!("s-{i:03}");
+            let outcome = match i {
+                10 => Some(status(Outcome::Failed, 2)),
+                200 => Some(status(Outcome::SelectorsMatchedNothing, 1)),
+                20 => None,
+                _ => Some(status(Outcome::Ok, 0)),
+            };
+            if let Some(s) = outcome {
+                store.set_run_status(&site.id, &s).unwrap();
+            }
+            set.sites.insert(site.id.clone(), Arc::new(site));
+        }
+        let (_tx, rx) = tokio::sync::watch::channel(Arc::new(set));
+        let state = AppState::new(store, rx, None, Default::default(), None);
+        super::super::app(Arc::new(state))
+    }
+
+    async fn get(router: &axum::Router, path: &str) -> (u16, String) {
+        let req = axum::extract::Request::builder()
+            .uri(path)
+            .header("host", "t.local")
+            .body(Body::empty())
+            .unwrap();
+        let response = router.clone().oneshot(req).await.unwrap();
+        let status = response.status().as_u16();
+        let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        (status, String::from_utf8(body.to_vec()).unwrap())
+    }
+
+    fn rows(html: &str) -> Vec<String> {
+        html.split("<small>s-")
+            .skip(1)
+            .map(|r| format!("s-{}", &r[..3]))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn the_index_pages_by_100_with_failing_sites_first() {
+        let dir = std::env::temp_dir().join(format!("feedbridge-dash-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let router = router(250, &dir);
+        let (code, first) = get(&router, "/").await;
+        assert_eq!(code, 200);
+        assert!(
+            first.contains(r#"250 feeds: 247 ok, <span class="bad">2 failing</span>, 1 waiting for their first run."#),
+            "{first}"
+        );
+        let shown = rows(&first);
+        assert_eq!(shown.len(), PAGE_SIZE);
+        assert_eq!(&shown[..3], ["s-010", "s-200", "s-000"], "failing first");
+        assert!(first.contains("Page 1 of 3"), "{first}");
+        assert!(
+            first.contains(r#"href="http://t.local/?page=2">next"#),
+            "{first}"
+        );
+        assert!(!first.contains("previous"));
+        // Only this page's feeds get autodiscovery links.
+        assert_eq!(first.matches(r#"rel="alternate""#).count(), 3 * PAGE_SIZE);
+
+        let (_, second) = get(&router, "/?page=2").await;
+        let shown = rows(&second);
+        assert_eq!(shown.first().map(String::as_str), Some("s-099"));
+        assert!(second.contains(r#"href="http://t.local/?page=1">← previous"#));
+        assert!(second.contains(r#"href="http://t.local/?page=3">next"#));
+
+        // Past the end (or nonsense) shows the last (or first) page, not an error.
+        let (code, last) = get(&router, "/?page=99").await;
+        assert_eq!(code, 200);
+        assert_eq!(rows(&last).len(), 50);
+        assert_eq!(rows(&last).last().map(String::as_str), Some("s-249"));
+        assert!(last.contains("Page 3 of 3") && !last.contains("next →"));
+        let (code, _) = get(&router, "/?page=x").await;
+        assert_eq!(code, 200);
+        drop(router);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test]
+    async fn status_json_lists_every_site_or_one() {
+        let dir = std::env::temp_dir().join(format!("feedbridge-status-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let router = router(30, &dir);
+        let (code, all) = get(&router, "/status.json").await;
+        assert_eq!(code, 200);
+        let all: serde_json::Value = serde_json::from_str(&all).unwrap();
+        let sites = all["sites"].as_array().unwrap();
+        assert_eq!(sites.len(), 30);
+        assert_eq!(sites[10]["id"], "s-010");
+        assert_eq!(sites[10]["last_run"]["outcome"], "failed");
+        assert_eq!(sites[10]["last_run"]["consecutive_failures"], 2);
+        assert_eq!(sites[20]["last_run"], serde_json::Value::Null);
+        assert_eq!(sites[0]["items"], 0);
+        assert_eq!(sites[0]["feed"], "http://t.local/feeds/s-000.atom");
+        assert_eq!(all["errors"], serde_json::json!([]));
+
+        let (code, one) = get(&router, "/status.json?site=s-010").await;
+        assert_eq!(code, 200);
+        let one: serde_json::Value = serde_json::from_str(&one).unwrap();
+        assert_eq!(one, sites[10]);
+
+        let (code, missing) = get(&router, "/status.json?site=nope%00%E2%80%AE").await;
+        assert_eq!(code, 404);
+        let missing: serde_json::Value = serde_json::from_str(&missing).unwrap();
+        assert_eq!(missing["error"], "no such site: nope");
+        drop(router);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

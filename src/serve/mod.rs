@@ -1,12 +1,11 @@
 //! The HTTP side: feeds, the dashboard (`dashboard`), OPML, status, health and metrics.
 //!
 //! A feed is rendered and compressed (gzip, brotli) once per store change and format
-//! (Atom, RSS 2.0, JSON Feed) and cached, so a poll costs a hash-map lookup: no rendering,
-//! no store scan. Each representation has its
+//! (Atom, RSS 2.0, JSON Feed) and cached within a byte budget (`render_cache`), so a poll
+//! costs a hash-map lookup: no rendering, no store scan. Each representation has its
 //! own strong ETag (RFC 9110: different bytes, different tag). Serving never fetches and
 //! never touches the file system: a feed name that is not a known site id is a 404.
 
-use std::collections::HashMap;
 use std::fmt::Write;
 use std::io::Write as _;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -27,6 +26,7 @@ use url::Url;
 
 mod dashboard;
 pub mod images;
+mod render_cache;
 pub mod websub;
 
 use crate::feed::{FeedMeta, Format};
@@ -49,7 +49,7 @@ pub struct AppState {
     /// WebSub publishes that failed, per site (shown in `/status.json`).
     pub hub_warnings: Arc<websub::HubWarnings>,
     /// One slot per (site, format): each format is rendered and compressed on its own.
-    cache: Mutex<HashMap<(String, Format), Arc<FeedSlot>>>,
+    cache: render_cache::RenderCache<(String, Format), RenderedFeed>,
     /// The `/img/` proxy; `None`: proxied feeds keep their images direct.
     pub images: Option<Arc<images::ImageProxy>>,
 }
@@ -72,38 +72,41 @@ impl AppState {
             hub: None,
             hub_warnings: Arc::default(),
             images: None,
-            cache: Mutex::default(),
+            cache: render_cache::RenderCache::new(DEFAULT_RENDER_CACHE_BYTES),
         }
+    }
+
+    /// Sets the byte budget of the rendered-feed cache (before serving: it empties it).
+    pub fn with_render_cache_bytes(mut self, budget: usize) -> Self {
+        self.cache = render_cache::RenderCache::new(budget);
+        self
     }
 
     fn slot(&self, site_id: &str, format: Format) -> Arc<FeedSlot> {
-        let Ok(mut cache) = self.cache.lock() else {
-            return Arc::new(FeedSlot::default());
-        };
-        let key = (site_id.to_owned(), format);
-        if let Some(slot) = cache.get(&key) {
-            return slot.clone();
-        }
-        // A deleted selector file's feed leaves the cache when another one arrives.
-        cache.retain(|(id, _), _| self.sites.borrow().sites.contains_key(id));
-        cache.entry(key).or_default().clone()
+        // A deleted selector file's feed ages out of the cache like any feed not polled.
+        self.cache.slot(&(site_id.to_owned(), format))
     }
 }
 
+/// The rendered-feed budget of a server built without one (tests, `demo`).
+pub const DEFAULT_RENDER_CACHE_BYTES: usize = 32 << 20;
+
 /// One feed's cache entry. `render` makes a burst of polls after a change render once.
-#[derive(Default)]
-struct FeedSlot {
-    render: tokio::sync::Mutex<()>,
-    current: Mutex<Option<Arc<RenderedFeed>>>,
+type FeedSlot = render_cache::Slot<RenderedFeed>;
+
+fn fresh(slot: &FeedSlot, generation: u64, fingerprint: &[u8; 32]) -> Option<Arc<RenderedFeed>> {
+    slot.get(|c| c.generation == generation && c.fingerprint == *fingerprint)
 }
 
-impl FeedSlot {
-    fn fresh(&self, generation: u64, fingerprint: &[u8; 32]) -> Option<Arc<RenderedFeed>> {
-        let current = self.current.lock().ok()?;
-        current
-            .as_ref()
-            .filter(|c| c.generation == generation && c.fingerprint == *fingerprint)
-            .cloned()
+impl render_cache::Weigh for RenderedFeed {
+    fn bytes(&self) -> usize {
+        let brotli: usize = self
+            .brotli
+            .lock()
+            .map_or(0, |v| v.iter().map(|(b, v)| b.len() + v.len()).sum());
+        // No identity bytes are kept: they are inflated from the gzip pieces on demand.
+        let gzip: usize = self.gzip.pieces.iter().map(Bytes::len).sum();
+        gzip + brotli
     }
 }
 
@@ -116,13 +119,13 @@ const BROTLI_VARIANTS: usize = 4;
 /// splice: the identity bytes are the segments with the base between them, the gzip bytes
 /// are each segment deflated on its own (flushed to a byte boundary, no back-references
 /// past it), the base as stored blocks between them and a CRC combined from the parts'.
-/// Rotating Host headers cost no render and no compression.
+/// Rotating Host headers cost no render and no compression. Only the gzip parts are
+/// kept (a fifth of the identity bytes, for a cache that holds five times the feeds): the
+/// rare client without gzip, and brotli compression, get the segments inflated again.
 struct RenderedFeed {
     format: Format,
     generation: u64,
     fingerprint: [u8; 32],
-    /// One more than the places the base goes (one only for a feed rendered without it).
-    segments: Vec<Bytes>,
     content_hash: blake3::Hash,
     gzip: GzipParts,
     brotli: Mutex<Vec<(String, Bytes)>>,
@@ -136,6 +139,8 @@ struct GzipParts {
     /// last one in the final block; the first has the gzip header before it.
     pieces: Vec<Bytes>,
     crcs: Vec<crc32fast::Hasher>,
+    /// Each segment's length before compression.
+    lens: Vec<usize>,
     len: usize,
 }
 
@@ -169,6 +174,9 @@ impl GzipParts {
                     drop(enc);
                     out.truncate(start + written);
                 }
+                // Cached for long: the spare capacity of the growing buffer (up to half
+                // of it) would be held too, unseen by the cache's byte count.
+                out.shrink_to_fit();
                 Bytes::from(out)
             })
             .collect();
@@ -183,8 +191,41 @@ impl GzipParts {
         GzipParts {
             pieces,
             crcs,
+            lens: segments.iter().map(Bytes::len).collect(),
             len: segments.iter().map(Bytes::len).sum(),
         }
+    }
+
+    /// The segments again, inflated from the pieces (one inflater per piece: each is a
+    /// deflate stream of its own).
+    fn segments(&self) -> Vec<Bytes> {
+        self.pieces
+            .iter()
+            .zip(&self.lens)
+            .enumerate()
+            .map(|(i, (piece, &len))| {
+                let input = if i == 0 {
+                    piece.get(GZIP_HEADER.len()..).unwrap_or_default()
+                } else {
+                    &piece[..]
+                };
+                let mut inflater = flate2::Decompress::new(false);
+                let mut out = Vec::with_capacity(len);
+                while out.len() < len {
+                    let consumed = inflater.total_in() as usize;
+                    let produced = out.len();
+                    let rest = input.get(consumed..).unwrap_or_default();
+                    let status =
+                        inflater.decompress_vec(rest, &mut out, flate2::FlushDecompress::Sync);
+                    let stalled = inflater.total_in() as usize == consumed && out.len() == produced;
+                    if status.is_err() || stalled {
+                        // Our own bytes: unreachable unless memory is corrupt.
+                        break;
+                    }
+                }
+                Bytes::from(out)
+            })
+            .collect()
     }
 
     /// The gzip member of the segments with `middle` between each two, as chunks.
@@ -257,7 +298,6 @@ impl RenderedFeed {
             fingerprint: site.fingerprint,
             gzip: GzipParts::new(&segments),
             content_hash: hasher.finalize(),
-            segments,
             brotli: Mutex::default(),
             last_modified,
             max_age,
@@ -267,7 +307,7 @@ impl RenderedFeed {
     /// The text spliced in for `base`, escaped as the format's writer escapes the self
     /// link (an XML attribute, a JSON string).
     fn middle(&self, base: &str) -> Bytes {
-        if self.segments.len() <= 1 {
+        if self.gzip.pieces.len() <= 1 {
             return Bytes::new();
         }
         match self.format {
@@ -285,12 +325,13 @@ impl RenderedFeed {
     }
 
     fn identity(&self, middle: &Bytes) -> Vec<Bytes> {
-        let mut out = Vec::with_capacity(self.segments.len() * 2);
-        for (i, segment) in self.segments.iter().enumerate() {
+        let segments = self.gzip.segments();
+        let mut out = Vec::with_capacity(segments.len() * 2);
+        for (i, segment) in segments.into_iter().enumerate() {
             if i > 0 {
                 out.push(middle.clone());
             }
-            out.push(segment.clone());
+            out.push(segment);
         }
         out
     }
@@ -624,12 +665,12 @@ async fn cached_feed(
 ) -> Result<Arc<RenderedFeed>, AppError> {
     let slot = state.slot(&site.id, format);
     let generation = images::feed_generation(state, site);
-    if let Some(c) = slot.fresh(generation, &site.fingerprint) {
+    if let Some(c) = fresh(&slot, generation, &site.fingerprint) {
         return Ok(c);
     }
     let _rendering = slot.render.lock().await;
     let generation = images::feed_generation(state, site);
-    if let Some(c) = slot.fresh(generation, &site.fingerprint) {
+    if let Some(c) = fresh(&slot, generation, &site.fingerprint) {
         return Ok(c);
     }
     let store = state.store.clone();
@@ -696,9 +737,9 @@ async fn cached_feed(
     state
         .metrics
         .add("feedbridge_feed_renders_total", &[("site", &site.id)], 1.0);
-    if let Ok(mut current) = slot.current.lock() {
-        *current = Some(rendered.clone());
-    }
+    state
+        .cache
+        .put(&(site.id.clone(), format), &slot, rendered.clone());
     Ok(rendered)
 }
 
@@ -732,10 +773,16 @@ async fn brotli_variant(
     })
     .await
     .ok()?;
-    let mut variants = cached.brotli.lock().ok()?;
-    if variants.len() < BROTLI_VARIANTS {
+    state.cache.grow(&slot, cached, |feed| {
+        let Ok(mut variants) = feed.brotli.lock() else {
+            return 0;
+        };
+        if variants.len() >= BROTLI_VARIANTS {
+            return 0;
+        }
         variants.push((base.to_owned(), bytes.clone()));
-    }
+        base.len() + bytes.len()
+    });
     Some(bytes)
 }
 
@@ -758,6 +805,7 @@ fn brotli_compress(data: &[u8]) -> Bytes {
         let mut w = brotli::CompressorWriter::new(&mut out, 4096, 6, 20);
         let _ = w.write_all(data);
     }
+    out.shrink_to_fit();
     Bytes::from(out)
 }
 
@@ -886,36 +934,106 @@ async fn opml(
     ([(header::CONTENT_TYPE, "text/x-opml; charset=utf-8")], body).into_response()
 }
 
+/// `/status.json?site=`: one site instead of all.
+#[derive(serde::Deserialize)]
+struct StatusQuery {
+    site: Option<String>,
+}
+
+/// Every site's state, or one site's (`?site=ID`, a 404 JSON error for an unknown id).
+/// Written straight into one buffer, the last run copied as the JSON it is stored as:
+/// with 10,000 sites this page must not decode and re-encode 10,000 records.
 async fn status_json(
     State(state): State<Arc<AppState>>,
+    query: Result<axum::extract::Query<StatusQuery>, axum::extract::rejection::QueryRejection>,
     headers: HeaderMap,
 ) -> Result<Response, AppError> {
+    let json = |status: StatusCode, body: Vec<u8>| {
+        (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+    };
     let set = state.sites.borrow().clone();
     let base = base(&state, &headers);
-    let mut sites = Vec::new();
-    for site in set.sites.values() {
-        sites.push(serde_json::json!({
-            "id": site.id,
-            "title": site.title,
-            "feed": format!("{base}/feeds/{}.atom", site.id),
-            "file": site.path.display().to_string(),
-            "schedule": site.schedule.as_str(),
-            "items": state.store.count(&site.id),
-            "hub": site.hub.as_ref().or(state.hub.as_ref()).map(Url::as_str),
-            "hub_warning": state.hub_warnings.get(&site.id),
-            "last_run": state.store.run_status(&site.id)?,
-            "image_errors": state.images.as_ref().and_then(|p| p.errors(&site.id)),
-        }));
+    if let Some(id) = query.ok().and_then(|q| q.0.site) {
+        let Some(site) = set.sites.get(&id) else {
+            let error =
+                serde_json::json!({ "error": format!("no such site: {}", printable_name(&id)) });
+            return Ok(json(StatusCode::NOT_FOUND, error.to_string().into_bytes()));
+        };
+        let mut out = Vec::with_capacity(2048);
+        site_status(&state, site, &base, &mut out)?;
+        return Ok(json(StatusCode::OK, out));
+    }
+    let mut out = Vec::with_capacity(set.sites.len() * 1024 + 64);
+    // A sharded node reports its own sites, and says which shard it is.
+    out.extend_from_slice(b"{\"shard\":");
+    write_json(&mut out, &set.shard.map(|s| s.to_string()));
+    out.extend_from_slice(b",\"sites\":[");
+    for (i, site) in set.sites.values().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        site_status(&state, site, &base, &mut out)?;
     }
     // One `path:line:col: message` per problem (a file may have several).
     let errors: Vec<String> = set.errors.iter().flat_map(|e| e.lines()).collect();
-    let shard = set.shard.map(|s| s.to_string());
-    let body = serde_json::json!({ "shard": shard, "sites": sites, "errors": errors });
-    Ok((
-        [(header::CONTENT_TYPE, "application/json")],
-        body.to_string(),
-    )
-        .into_response())
+    out.extend_from_slice(b"],\"errors\":");
+    write_json(&mut out, &errors);
+    out.push(b'}');
+    Ok(json(StatusCode::OK, out))
+}
+
+/// One site's object of `/status.json`.
+fn site_status(
+    state: &AppState,
+    site: &Site,
+    base: &str,
+    out: &mut Vec<u8>,
+) -> Result<(), AppError> {
+    json_key(out, "id", true);
+    write_json(out, &site.id);
+    json_key(out, "title", false);
+    write_json(out, &site.title);
+    json_key(out, "feed", false);
+    write_json(out, &format!("{base}/feeds/{}.atom", site.id));
+    json_key(out, "file", false);
+    write_json(out, &site.path.display().to_string());
+    json_key(out, "schedule", false);
+    write_json(out, site.schedule.as_str());
+    json_key(out, "items", false);
+    write_json(out, &state.store.count(&site.id));
+    json_key(out, "hub", false);
+    write_json(
+        out,
+        &site.hub.as_ref().or(state.hub.as_ref()).map(Url::as_str),
+    );
+    json_key(out, "hub_warning", false);
+    write_json(out, &state.hub_warnings.get(&site.id));
+    json_key(out, "last_run", false);
+    match state.store.run_status_json(&site.id)? {
+        // Our own record; checked anyway (no allocation) so that a damaged one cannot
+        // break the whole document.
+        Some(raw) if serde_json::from_slice::<serde::de::IgnoredAny>(&raw).is_ok() => {
+            out.extend_from_slice(&raw)
+        }
+        _ => out.extend_from_slice(b"null"),
+    }
+    json_key(out, "image_errors", false);
+    write_json(out, &state.images.as_ref().and_then(|p| p.errors(&site.id)));
+    out.push(b'}');
+    Ok(())
+}
+
+/// `{"name":` for the first key, `,"name":` after.
+fn json_key(out: &mut Vec<u8>, name: &str, first: bool) {
+    out.extend_from_slice(if first { b"{\"" } else { b",\"" });
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b"\":");
+}
+
+fn write_json<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) {
+    if serde_json::to_writer(&mut *out, value).is_err() {
+        out.extend_from_slice(b"null");
+    }
 }
 
 async fn healthz(State(state): State<Arc<AppState>>) -> Response {
@@ -957,7 +1075,7 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     for id in set.sites.keys() {
         let n = state
             .store
-            .run_status(id)
+            .run_brief(id)
             .ok()
             .flatten()
             .map_or(0, |s| s.consecutive_failures);
@@ -970,6 +1088,12 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
         out,
         "# TYPE feedbridge_selector_files_failed gauge\nfeedbridge_selector_files_failed {}",
         set.errors.len()
+    );
+    let _ = writeln!(
+        out,
+        "# TYPE feedbridge_render_cache_bytes gauge\nfeedbridge_render_cache_bytes {}\n# TYPE feedbridge_render_cache_slots gauge\nfeedbridge_render_cache_slots {}",
+        state.cache.used(),
+        state.cache.slots()
     );
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
 }
@@ -1394,6 +1518,8 @@ mod tests {
             expected.extend_from_slice(middle.as_bytes());
             expected.extend_from_slice(&prefix);
             proptest::prop_assert_eq!(gunzip(&parts.splice(middle.as_bytes())), expected);
+            let again: Vec<Vec<u8>> = parts.segments().iter().map(|s| s.to_vec()).collect();
+            proptest::prop_assert_eq!(again, vec![prefix.clone(), suffix, prefix]);
         }
     }
 
@@ -1428,6 +1554,79 @@ mod tests {
         assert_eq!(found.len(), 2);
         assert_eq!(xml_attr("http://a.b"), "http://a.b");
         assert_eq!(xml_attr("http://a/?x=1&y='"), "http://a/?x=1&amp;y=&apos;");
+    }
+
+    /// Renders of `site`'s feeds so far, from the metric.
+    fn renders(state: &AppState, site: &str) -> u64 {
+        let mut out = String::new();
+        state.metrics.render(&mut out);
+        let line = format!("feedbridge_feed_renders_total{{site=\"{site}\"}} ");
+        out.lines()
+            .find_map(|l| l.strip_prefix(&line))
+            .map_or(0, |n| n.parse().unwrap())
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_cold_feed_renders_once_for_a_burst_and_again_after_eviction() {
+        const SELECTOR: &str = "title = \"测试\"\ntimezone = \"Asia/Shanghai\"\nstart = [\"http://127.0.0.1:9/l.html\"]\n\n[list]\nitem = \"li\"\nlink = \"a\"\n";
+        let dir = std::env::temp_dir().join(format!("feedbridge-rc-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let store = Arc::new(Store::open(&dir).unwrap());
+        let template = crate::site::compile(std::path::Path::new("t.toml"), SELECTOR).unwrap();
+        let mut set = SiteSet::default();
+        for id in ["a", "b"] {
+            let mut site = template.clone();
+            site.id = id.into();
+            for n in 0..5 {
+                let item = crate::model::Item {
+                    url: format!("http://{id}.example/{n}"),
+                    title: Some(format!("第{n}篇")),
+                    content: Some("<p>正文</p>".repeat(200)),
+                    ..Default::default()
+                };
+                store.upsert(id, &item, Utc::now()).unwrap();
+            }
+            set.sites.insert(id.into(), Arc::new(site));
+        }
+        let (_tx, rx) = watch::channel(Arc::new(set));
+        // Room for one feed: a second one evicts the first.
+        let state = Arc::new(
+            AppState::new(store, rx, None, Default::default(), None).with_render_cache_bytes(1000),
+        );
+        let router = app(state.clone());
+        let poll = |path: &'static str| {
+            let router = router.clone();
+            async move {
+                let req = axum::extract::Request::builder()
+                    .uri(path)
+                    .header(header::ACCEPT_ENCODING, "gzip")
+                    .body(Body::empty())
+                    .unwrap();
+                let response = router.oneshot(req).await.unwrap();
+                assert_eq!(response.status(), StatusCode::OK);
+                axum::body::to_bytes(response.into_body(), usize::MAX)
+                    .await
+                    .unwrap()
+            }
+        };
+        let burst: Vec<_> = (0..32)
+            .map(|_| tokio::spawn(poll("/feeds/a.atom")))
+            .collect();
+        let mut bodies = Vec::new();
+        for b in burst {
+            bodies.push(b.await.unwrap());
+        }
+        assert!(bodies.iter().all(|b| *b == bodies[0]));
+        assert_eq!(renders(&state, "a"), 1, "one rendering for the burst");
+        poll("/feeds/a.atom").await;
+        assert_eq!(renders(&state, "a"), 1, "served from the cache");
+        poll("/feeds/b.atom").await;
+        let again = poll("/feeds/a.atom").await;
+        assert_eq!(renders(&state, "a"), 2, "evicted, so rendered again");
+        assert_eq!(gunzip(&[again]), gunzip(&[bodies[0].clone()]));
+        assert!(state.cache.slots() <= 2, "{} slots", state.cache.slots());
+        drop(router);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

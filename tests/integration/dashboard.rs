@@ -23,7 +23,8 @@ async fn index_and_site_page_show_what_was_extracted_and_why() {
         .to_owned();
     assert!(csp.contains("default-src 'none'"), "{csp}");
     let index = index.text().await.unwrap();
-    assert!(index.contains("<p>1 feed. "), "singular: {index}");
+    assert!(index.contains("<p>1 feed: 1 ok. "), "singular: {index}");
+    assert!(!index.contains("Page 1 of"), "one page needs no page links");
     assert!(
         index.contains(&format!(r#"href="{base}/sites/fix" lang="zh-CN""#)),
         "{index}"
@@ -58,6 +59,27 @@ async fn index_and_site_page_show_what_was_extracted_and_why() {
     );
     assert!(page.contains("Last runs"), "{page}");
     assert!(page.contains("27 items stored"), "{page}");
+
+    // One site's status, and a JSON 404 for a site that does not exist.
+    let one = client
+        .get(format!("{base}/status.json?site=fix"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(one.status(), 200);
+    let one: serde_json::Value = serde_json::from_slice(&one.bytes().await.unwrap()).unwrap();
+    assert_eq!(one["id"], "fix");
+    assert_eq!(one["items"], 27);
+    assert_eq!(one["last_run"]["new"], 27);
+    let unknown = client
+        .get(format!("{base}/status.json?site=nope"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), 404);
+    let unknown: serde_json::Value =
+        serde_json::from_slice(&unknown.bytes().await.unwrap()).unwrap();
+    assert_eq!(unknown["error"], "no such site: nope");
 
     let missing = client
         .get(format!("{base}/sites/nope"))
