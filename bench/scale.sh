@@ -38,7 +38,8 @@ ITEMS=20
 [ -x "$NGINX" ] || NGINX=$(command -v nginx) || { echo "nginx not found" >&2; exit 2; }
 
 cargo build --release --locked --quiet
-bin=$repo/target/release/feedbridge
+# BIN=... runs another binary or wrapper (e.g. a heap profiler around the release build).
+bin=${BIN:-$repo/target/release/feedbridge}
 tck=$(getconf CLK_TCK)
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/fb-scale.XXXXXX")

@@ -31,6 +31,7 @@ pub mod extract;
 pub mod feed;
 pub mod fetch;
 pub mod fixture_server;
+pub mod malloc;
 pub mod metrics;
 pub mod model;
 pub mod schedule;

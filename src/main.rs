@@ -8,6 +8,7 @@ use feedbridge::cli::{run, Cli, ConfigFailure};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    feedbridge::malloc::tune();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
