@@ -16,7 +16,6 @@
 
 use std::fmt;
 use std::fmt::Write as _;
-use std::path::Path;
 use std::str::FromStr;
 
 use url::Url;
@@ -402,23 +401,6 @@ map $feedbridge_site $feedbridge_node {{
 "#,
     );
     Ok(out)
-}
-
-/// The site ids a selectors directory names: its loaded sites and the valid ids of files
-/// that failed to load (they are routed too: their owner serves them once fixed).
-pub fn site_ids(dir: &Path) -> std::io::Result<Vec<String>> {
-    let set = crate::site::SiteSet::load_dir(dir, None)?;
-    let mut ids: Vec<String> = set.sites.keys().cloned().collect();
-    for e in &set.errors {
-        if let Some(stem) = e.path.file_stem().and_then(|s| s.to_str()) {
-            if crate::site::is_valid_site_id(stem) {
-                ids.push(stem.to_owned());
-            }
-        }
-    }
-    ids.sort();
-    ids.dedup();
-    Ok(ids)
 }
 
 #[cfg(test)]

@@ -508,12 +508,14 @@ mod progress {
 /// sites each node gets.
 fn shards_cmd(nodes: &str, dir: &Path, listen: String, cache_dir: PathBuf) -> Result<()> {
     let nodes = crate::shard::parse_nodes(nodes).map_err(|e| config_failure(e.to_string()))?;
-    let ids = crate::shard::site_ids(dir).map_err(|e| {
-        config_failure(format!(
-            "{}: cannot read the selectors directory: {e}",
-            dir.display()
-        ))
-    })?;
+    let ids = SiteSet::load_dir(dir, None)
+        .map_err(|e| {
+            config_failure(format!(
+                "{}: cannot read the selectors directory: {e}",
+                dir.display()
+            ))
+        })?
+        .routable_ids();
     let options = crate::shard::NginxOptions { listen, cache_dir };
     let conf = crate::shard::nginx_config(&nodes, &ids, &options)
         .map_err(|e| config_failure(e.to_string()))?;

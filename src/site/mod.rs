@@ -685,6 +685,27 @@ impl SiteSet {
         self
     }
 
+    /// The site ids a sharded deployment routes: the loaded sites of every shard and the
+    /// valid ids of files that failed to load (their owner serves them once fixed).
+    pub fn routable_ids(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self
+            .sites
+            .keys()
+            .chain(self.elsewhere.keys())
+            .cloned()
+            .collect();
+        for e in &self.errors {
+            if let Some(stem) = e.path.file_stem().and_then(|s| s.to_str()) {
+                if is_valid_site_id(stem) {
+                    ids.push(stem.to_owned());
+                }
+            }
+        }
+        ids.sort();
+        ids.dedup();
+        ids
+    }
+
     /// Every site of every shard, by id (for `/opml`: an aggregator imports one list).
     pub fn all_sites(&self) -> Vec<&std::sync::Arc<Site>> {
         let mut all: Vec<&std::sync::Arc<Site>> =
