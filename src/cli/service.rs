@@ -47,6 +47,7 @@ pub(super) async fn run_service(
     let scheduler = Scheduler::new(crawler, settings.concurrency);
     let heartbeat = scheduler.heartbeat.clone();
     let internal_errors = scheduler.internal_errors.clone();
+    let planned = scheduler.planned.clone();
     let scheduler_task = tokio::spawn(scheduler.run(
         sites_rx.clone(),
         shutdown_rx.clone(),
@@ -70,6 +71,7 @@ pub(super) async fn run_service(
     )
     .with_render_cache_bytes(settings.render_cache_bytes());
     state.internal_errors = internal_errors;
+    state.planned = planned;
     state.hub = settings.hub.clone();
     state.hub_warnings = hub_warnings;
     let publisher_task = publisher.map(|p| tokio::spawn(p.run(shutdown_rx.clone())));

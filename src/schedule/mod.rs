@@ -24,7 +24,7 @@ use crate::url_policy::UrlPolicy;
 
 mod scheduler;
 
-pub use scheduler::{next_run, InternalErrors, Scheduler};
+pub use scheduler::{next_run, InternalErrors, PlannedRuns, Scheduler};
 
 /// What a refresh needs: the shared fetcher and store.
 pub struct Crawler {

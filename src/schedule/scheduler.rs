@@ -152,6 +152,8 @@ pub struct Scheduler {
     pub internal_errors: Arc<InternalErrors>,
     /// The first retry delay after a panic; doubles per panic in a row up to an hour.
     pub panic_backoff: Duration,
+    /// Each site's planned next run, for the dashboard.
+    pub planned: Arc<PlannedRuns>,
 }
 
 /// The longest wait before retrying a site that keeps panicking.
@@ -166,6 +168,37 @@ fn panic_delay(first: Duration, panics_in_a_row: u32) -> Duration {
     first
         .saturating_mul(1 << panics_in_a_row.saturating_sub(1).min(12))
         .min(MAX_PANIC_BACKOFF)
+}
+
+/// Each queued site's planned next run (start-up spread and panic backoff included), for
+/// the dashboard: `next_run` alone would call a site waiting for its spread slot due now.
+#[derive(Default)]
+pub struct PlannedRuns(Mutex<HashMap<String, DateTime<Utc>>>);
+
+impl PlannedRuns {
+    /// The planned time of a queued site; `None` while it runs or before it is planned.
+    pub fn get(&self, id: &str) -> Option<DateTime<Utc>> {
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .get(id)
+            .copied()
+    }
+
+    fn set(&self, id: &str, due: Option<DateTime<Utc>>) {
+        let mut planned = self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        match due {
+            Some(due) => {
+                planned.insert(id.to_owned(), due);
+            }
+            None => {
+                planned.remove(id);
+            }
+        }
+    }
 }
 
 /// One site as the schedule knows it.
@@ -185,6 +218,8 @@ struct Plan {
     /// Sites with a run in flight (with any rules): a site never runs twice at once, so
     /// a site here is not queued until its run ends.
     running: HashSet<String>,
+    /// `queue` as the dashboard reads it.
+    published: Arc<PlannedRuns>,
 }
 
 impl Plan {
@@ -196,12 +231,14 @@ impl Plan {
             self.queue.remove(&(old, id.to_owned()));
         }
         self.queue.insert((due, id.to_owned()));
+        self.published.set(id, Some(due));
     }
 
     fn unqueue(&mut self, id: &str) {
         if let Some(old) = self.sites.get_mut(id).and_then(|p| p.due.take()) {
             self.queue.remove(&(old, id.to_owned()));
         }
+        self.published.set(id, None);
     }
 
     /// The earliest due time, if any site waits.
@@ -216,6 +253,7 @@ impl Plan {
             return None;
         }
         self.queue.remove(&(due, id.clone()));
+        self.published.set(&id, None);
         let planned = self.sites.get_mut(&id)?;
         planned.due = None;
         self.running.insert(id);
@@ -240,6 +278,7 @@ impl Scheduler {
             heartbeat: Arc::new(AtomicI64::new(Utc::now().timestamp())),
             internal_errors: Arc::default(),
             panic_backoff: test_hooks::panic_backoff().unwrap_or(Duration::from_secs(60)),
+            planned: Arc::default(),
         }
     }
 
@@ -250,7 +289,10 @@ impl Scheduler {
         mut shutdown: watch::Receiver<bool>,
         grace: Duration,
     ) {
-        let mut plan = Plan::default();
+        let mut plan = Plan {
+            published: self.planned.clone(),
+            ..Plan::default()
+        };
         let first = sites.borrow_and_update().clone();
         self.plan_start(&mut plan, &first);
         let mut runs: JoinSet<RunEnd> = JoinSet::new();
@@ -644,5 +686,23 @@ mod tests {
         assert!(plan.queue.is_empty());
         plan.schedule("gone", now);
         assert!(plan.queue.is_empty(), "an unknown site is not planned");
+    }
+
+    #[test]
+    fn the_dashboard_sees_the_planned_time_and_nothing_while_a_site_runs() {
+        let now = at("2026-01-01T12:00:00Z");
+        let mut plan = plan_with(&["a", "b"]);
+        let spread = now + chrono::Duration::seconds(300);
+        plan.schedule("a", now);
+        plan.schedule("b", spread);
+        assert_eq!(
+            plan.published.get("b"),
+            Some(spread),
+            "not 'now' for a spread site"
+        );
+        assert_eq!(plan.start_due(now).unwrap().id, "a");
+        assert_eq!(plan.published.get("a"), None, "a runs");
+        plan.unqueue("b");
+        assert_eq!(plan.published.get("b"), None);
     }
 }

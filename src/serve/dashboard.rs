@@ -640,6 +640,20 @@ pub(super) struct IndexQuery {
     page: Option<usize>,
 }
 
+/// When a site runs next: the scheduler's plan (start-up spread, panic backoff) when it
+/// has one, else what its schedule and last run say.
+fn planned_run(
+    state: &AppState,
+    site: &Site,
+    last: Option<&RunStatus>,
+    now: DateTime<Utc>,
+) -> DateTime<Utc> {
+    state
+        .planned
+        .get(&site.id)
+        .unwrap_or_else(|| next_run(site, last, now))
+}
+
 pub(super) async fn index(
     State(state): State<Arc<AppState>>,
     query: Result<axum::extract::Query<IndexQuery>, axum::extract::rejection::QueryRejection>,
@@ -689,7 +703,7 @@ pub(super) async fn index(
         let last = state.store.run_status(&site.id)?;
         rows.push(SiteRow {
             site,
-            next_run: next_run(site, last.as_ref(), now),
+            next_run: planned_run(&state, site, last.as_ref(), now),
             last,
             items: state.store.count(&site.id),
             not_applied: errors_by_id.get(site.id.as_str()).copied(),
@@ -731,7 +745,7 @@ pub(super) async fn site_page(
     let page = SitePage {
         site: &site,
         feed_url: format!("{base}/feeds/{}.atom", site.id),
-        next_run: next_run(&site, last.as_ref(), now),
+        next_run: planned_run(&state, &site, last.as_ref(), now),
         runs,
         not_applied: not_applied(&set.errors, &site),
         items: state.store.recent(&site.id, site.max_items)?,

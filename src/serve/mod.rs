@@ -49,6 +49,8 @@ pub struct AppState {
     pub heartbeat: Option<Arc<AtomicI64>>,
     /// Sites whose run panicked (waiting for their retry): `/healthz` says degraded.
     pub internal_errors: Arc<crate::schedule::InternalErrors>,
+    /// The scheduler's planned next runs; empty for a server without a scheduler.
+    pub planned: Arc<crate::schedule::PlannedRuns>,
     /// The WebSub hub feeds name when their site names none (`--hub`).
     pub hub: Option<Url>,
     /// WebSub publishes that failed, per site (shown in `/status.json`).
@@ -74,6 +76,7 @@ impl AppState {
             metrics,
             heartbeat,
             internal_errors: Arc::default(),
+            planned: Arc::default(),
             hub: None,
             hub_warnings: Arc::default(),
             images: None,
