@@ -15,22 +15,8 @@ pub const VERSION: &str = "https://jsonfeed.org/version/1.1";
 
 /// Renders the feed; `items` are newest first and already cut to `max_items`. (JSON
 /// Feed has no feed-level date, so `_now` goes unused; the signature is the formats'.)
-pub fn render(meta: &FeedMeta, items: &[StoredItem], now: DateTime<Utc>) -> Vec<u8> {
-    render_with_hub(meta, None, items, now)
-}
-
-/// [`render`] with `hubs` naming a WebSub hub.
-pub fn render_with_hub(
-    meta: &FeedMeta,
-    hub: Option<&str>,
-    items: &[StoredItem],
-    now: DateTime<Utc>,
-) -> Vec<u8> {
-    render_known(meta, hub, items, &KnownImages::new(), now)
-}
-
-/// [`render_with_hub`] where the attachments of `known` images have their size and type.
-pub fn render_known(
+/// `hub` names a WebSub hub; the enclosures of `known` images carry their length and type.
+pub fn render(
     meta: &FeedMeta,
     hub: Option<&str>,
     items: &[StoredItem],
@@ -169,7 +155,8 @@ mod tests {
             sort_ms: 0,
             hash: String::new(),
         });
-        let v: Value = serde_json::from_slice(&render(&meta, &items, at)).unwrap();
+        let v: Value =
+            serde_json::from_slice(&crate::feed::Format::Json.render(&meta, &items, at)).unwrap();
         assert_eq!(v["version"], VERSION);
         assert_eq!(v["title"], "T");
         let first = &v["items"][0];

@@ -95,22 +95,11 @@ impl Format {
 
     /// Renders `items` in this format (see [`render`]).
     pub fn render(self, meta: &FeedMeta, items: &[StoredItem], now: DateTime<Utc>) -> Vec<u8> {
-        self.render_with_hub(meta, None, items, now)
+        self.render_known(meta, None, items, &KnownImages::new(), now)
     }
 
-    /// [`Format::render`] naming a WebSub `hub` beside the self link (W3C WebSub §4).
-    pub fn render_with_hub(
-        self,
-        meta: &FeedMeta,
-        hub: Option<&str>,
-        items: &[StoredItem],
-        now: DateTime<Utc>,
-    ) -> Vec<u8> {
-        self.render_known(meta, hub, items, &KnownImages::new(), now)
-    }
-
-    /// [`Format::render_with_hub`] where the enclosures of the `known` images carry their
-    /// length and real type.
+    /// [`Format::render`] naming a WebSub `hub` beside the self link (W3C WebSub §4), with
+    /// the enclosures of the `known` images carrying their length and real type.
     pub fn render_known(
         self,
         meta: &FeedMeta,
@@ -121,8 +110,8 @@ impl Format {
     ) -> Vec<u8> {
         match self {
             Format::Atom => render_atom(meta, hub, items, known, now),
-            Format::Rss => rss::render_known(meta, hub, items, known, now),
-            Format::Json => json::render_known(meta, hub, items, known, now),
+            Format::Rss => rss::render(meta, hub, items, known, now),
+            Format::Json => json::render(meta, hub, items, known, now),
         }
     }
 }

@@ -17,22 +17,8 @@ use crate::model::{xml_safe, StoredItem};
 ///
 /// The channel's `link` is the site's home; without one, the feed itself (the serving
 /// side passes the page the site is read from instead, so the self URL appears once).
-pub fn render(meta: &FeedMeta, items: &[StoredItem], now: DateTime<Utc>) -> Vec<u8> {
-    render_with_hub(meta, None, items, now)
-}
-
-/// [`render`] with an `atom:link rel="hub"` naming a WebSub hub.
-pub fn render_with_hub(
-    meta: &FeedMeta,
-    hub: Option<&str>,
-    items: &[StoredItem],
-    now: DateTime<Utc>,
-) -> Vec<u8> {
-    render_known(meta, hub, items, &KnownImages::new(), now)
-}
-
-/// [`render_with_hub`] where the enclosure of a `known` image has its length and type.
-pub fn render_known(
+/// `hub` names a WebSub hub; the enclosures of `known` images carry their length and type.
+pub fn render(
     meta: &FeedMeta,
     hub: Option<&str>,
     items: &[StoredItem],
@@ -197,7 +183,9 @@ mod tests {
             ],
             ..Item::default()
         };
-        let xml = String::from_utf8(render(&meta, &[stored(item, at)], at)).unwrap();
+        let xml =
+            String::from_utf8(crate::feed::Format::Rss.render(&meta, &[stored(item, at)], at))
+                .unwrap();
         assert!(
             xml.contains("<pubDate>Tue, 12 May 2020 00:00:00 +0800</pubDate>"),
             "{xml}"
