@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -11,7 +11,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
 use crate::support::{
-    eventually, free_port, get_text, http, small_selector, small_site, status_json, text, Proc,
+    eventually, get_text, http, small_selector, small_site, spawn_serve_env, status_json, text,
     TempDir, BIN,
 };
 
@@ -118,32 +118,6 @@ fn write_selector(dir: &Path, id: &str, origin: &str, extra: &str) {
         small_selector(origin, extra),
     )
     .expect("write selector");
-}
-
-fn spawn_serve_env(dir: &Path, env: &[(&str, &str)]) -> (String, Proc) {
-    let listen = format!("127.0.0.1:{}", free_port());
-    let mut cmd = Command::new(BIN);
-    cmd.args([
-        "serve",
-        "--selectors",
-        "selectors",
-        "--data",
-        "data",
-        "--listen",
-        &listen,
-    ])
-    .current_dir(dir)
-    .env("RUST_LOG", "info")
-    .stdin(Stdio::null())
-    .stdout(Stdio::null())
-    .stderr(Stdio::null());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    (
-        format!("http://{listen}"),
-        Proc(cmd.spawn().expect("spawn feedbridge")),
-    )
 }
 
 /// The site's entry in `/status.json`.

@@ -2,11 +2,9 @@
 //! change notification and by the polling fallback (which must see an in-place edit,
 //! although that leaves the directory's own modification time alone).
 
-use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use crate::support::{eventually, free_port, status_json, Proc, TempDir, BIN};
+use crate::support::{eventually, spawn_serve_env, status_json, TempDir};
 
 const FILES: usize = 300;
 
@@ -15,32 +13,6 @@ fn selector(origin: &str, title: &str) -> String {
         "title = \"{title}\"\nstart = [\"{origin}/list.html\"]\nschedule = \"*/30 * * * *\"\n\
          timezone = \"Asia/Shanghai\"\ndelay = \"0s\"\nrobots = false\n\n\
          [list]\nitem = \"div.list li\"\nlink = \"a\"\n"
-    )
-}
-
-fn spawn_serve_env(dir: &Path, env: &[(&str, &str)]) -> (String, Proc) {
-    let listen = format!("127.0.0.1:{}", free_port());
-    let mut cmd = Command::new(BIN);
-    cmd.args([
-        "serve",
-        "--selectors",
-        "selectors",
-        "--data",
-        "data",
-        "--listen",
-        &listen,
-    ])
-    .current_dir(dir)
-    .env("RUST_LOG", "warn")
-    .stdin(Stdio::null())
-    .stdout(Stdio::null())
-    .stderr(Stdio::null());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    (
-        format!("http://{listen}"),
-        Proc(cmd.spawn().expect("spawn feedbridge")),
     )
 }
 

@@ -259,6 +259,34 @@ pub fn spawn_serve_with(dir: &Path, extra: &[&str]) -> (String, Proc) {
     (format!("http://{listen}"), p)
 }
 
+/// `serve` with extra environment variables, its output discarded (a long-running server
+/// whose piped log nobody reads would block once the pipe fills).
+pub fn spawn_serve_env(dir: &Path, env: &[(&str, &str)]) -> (String, Proc) {
+    let listen = format!("127.0.0.1:{}", free_port());
+    let mut cmd = Command::new(BIN);
+    cmd.args([
+        "serve",
+        "--selectors",
+        "selectors",
+        "--data",
+        "data",
+        "--listen",
+        &listen,
+    ])
+    .current_dir(dir)
+    .env("RUST_LOG", "info")
+    .stdin(Stdio::null())
+    .stdout(Stdio::null())
+    .stderr(Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    (
+        format!("http://{listen}"),
+        Proc(cmd.spawn().expect("spawn feedbridge")),
+    )
+}
+
 /// `GET {base}/status.json`, parsed; `None` while the server is not up.
 pub async fn status_json(base: &str) -> Option<serde_json::Value> {
     let r = http()
